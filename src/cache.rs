@@ -1,0 +1,252 @@
+//! The resident workspaces of one partition: an exact LRU, owned by the partition's writer.
+//!
+//! Only the writer thread touches it (`start` takes `&mut Sequencer`), so it needs no locks
+//! and no cross-thread bookkeeping: a hash map from workspace to slot, and an intrusive
+//! doubly-linked recency list threaded through a slab of slots. Lookups and evictions are
+//! O(1) and allocation-free in the steady state (an evicted slot, numbers included, is reused
+//! by the workspace that replaces it). Why not `moka`: see `design/cache.md`.
+
+use rustc_hash::FxHashMap;
+
+use crate::types::{WsId, WsKind};
+
+const NIL: u32 = u32::MAX;
+
+/// One resident workspace: the last number handed out by each of its kind's sequences, in the
+/// kind's sequence order (0 = never handed out).
+#[derive(Debug)]
+pub(crate) struct Workspace {
+    pub(crate) ws: WsId,
+    pub(crate) kind: WsKind,
+    pub(crate) last: Vec<u64>,
+    prev: u32,
+    next: u32,
+}
+
+/// Hit, miss and eviction counts since the sequencer opened.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CacheCounters {
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
+    pub(crate) evictions: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct WsCache {
+    index: FxHashMap<WsId, u32>,
+    slots: Vec<Workspace>,
+    /// Most recently used.
+    head: u32,
+    /// Least recently used: the next to go.
+    tail: u32,
+    capacity: usize,
+    pub(crate) counters: CacheCounters,
+}
+
+impl WsCache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        Self {
+            index: FxHashMap::default(),
+            slots: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            capacity,
+            counters: CacheCounters::default(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The slot of `ws` if resident with the same kind, marked most recently used.
+    #[inline]
+    pub(crate) fn get(&mut self, ws: WsId, kind: WsKind) -> Option<u32> {
+        match self.index.get(&ws) {
+            Some(&slot) if self.slots[slot as usize].kind == kind => {
+                self.counters.hits += 1;
+                self.touch(slot);
+                Some(slot)
+            }
+            _ => {
+                self.counters.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Makes `ws` resident with the given numbers (evicting the least recently used workspace
+    /// when full) and returns its slot. Replaces an entry of `ws` with another kind.
+    pub(crate) fn insert(&mut self, ws: WsId, kind: WsKind, last: &[u64]) -> u32 {
+        let slot = if let Some(&slot) = self.index.get(&ws) {
+            self.unlink(slot);
+            slot
+        } else if self.index.len() >= self.capacity && self.tail != NIL {
+            let slot = self.tail;
+            self.unlink(slot);
+            let old = self.slots[slot as usize].ws;
+            self.index.remove(&old);
+            self.counters.evictions += 1;
+            self.index.insert(ws, slot);
+            slot
+        } else {
+            let slot = self.slots.len() as u32;
+            self.slots.push(Workspace { ws, kind, last: Vec::new(), prev: NIL, next: NIL });
+            self.index.insert(ws, slot);
+            slot
+        };
+        let w = &mut self.slots[slot as usize];
+        w.ws = ws;
+        w.kind = kind;
+        w.last.clear();
+        w.last.extend_from_slice(last);
+        self.push_front(slot);
+        slot
+    }
+
+    #[inline]
+    pub(crate) fn slot_mut(&mut self, slot: u32) -> &mut Workspace {
+        &mut self.slots[slot as usize]
+    }
+
+    #[inline]
+    pub(crate) fn slot(&self, slot: u32) -> &Workspace {
+        &self.slots[slot as usize]
+    }
+
+    /// Forgets every workspace (actualization discards resident state). Keeps the memory.
+    pub(crate) fn clear(&mut self) {
+        self.index.clear();
+        self.slots.clear();
+        self.head = NIL;
+        self.tail = NIL;
+    }
+
+    /// Drops `ws` if resident.
+    pub(crate) fn evict(&mut self, ws: WsId) -> bool {
+        let Some(slot) = self.index.remove(&ws) else { return false };
+        self.unlink(slot);
+        // Move the last slot into the hole so the slab stays dense.
+        let last = (self.slots.len() - 1) as u32;
+        if slot != last {
+            let moved_ws = self.slots[last as usize].ws;
+            let (prev, next) = (self.slots[last as usize].prev, self.slots[last as usize].next);
+            self.slots.swap(slot as usize, last as usize);
+            if prev != NIL { self.slots[prev as usize].next = slot } else { self.head = slot }
+            if next != NIL { self.slots[next as usize].prev = slot } else { self.tail = slot }
+            self.index.insert(moved_ws, slot);
+        }
+        self.slots.pop();
+        true
+    }
+
+    #[inline]
+    fn touch(&mut self, slot: u32) {
+        if self.head != slot {
+            self.unlink(slot);
+            self.push_front(slot);
+        }
+    }
+
+    fn unlink(&mut self, slot: u32) {
+        let (prev, next) = {
+            let w = &self.slots[slot as usize];
+            (w.prev, w.next)
+        };
+        if prev != NIL { self.slots[prev as usize].next = next } else if self.head == slot { self.head = next }
+        if next != NIL { self.slots[next as usize].prev = prev } else if self.tail == slot { self.tail = prev }
+        let w = &mut self.slots[slot as usize];
+        w.prev = NIL;
+        w.next = NIL;
+    }
+
+    fn push_front(&mut self, slot: u32) {
+        let old = self.head;
+        {
+            let w = &mut self.slots[slot as usize];
+            w.prev = NIL;
+            w.next = old;
+        }
+        if old != NIL {
+            self.slots[old as usize].prev = slot;
+        }
+        self.head = slot;
+        if self.tail == NIL {
+            self.tail = slot;
+        }
+    }
+
+    /// Workspaces from most to least recently used (for tests and debugging).
+    #[cfg(test)]
+    fn order(&self) -> Vec<u64> {
+        let mut out = vec![];
+        let mut s = self.head;
+        while s != NIL {
+            out.push(self.slots[s as usize].ws.0);
+            s = self.slots[s as usize].next;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K: WsKind = WsKind(1);
+
+    #[test]
+    fn lru_order_and_eviction() {
+        let mut c = WsCache::new(3);
+        for ws in 1..=3 {
+            c.insert(WsId(ws), K, &[ws]);
+        }
+        assert_eq!(c.order(), vec![3, 2, 1]);
+        assert!(c.get(WsId(1), K).is_some());
+        assert_eq!(c.order(), vec![1, 3, 2]);
+        c.insert(WsId(4), K, &[4]);
+        assert_eq!(c.order(), vec![4, 1, 3]);
+        assert!(c.get(WsId(2), K).is_none());
+        assert_eq!(c.counters.evictions, 1);
+        let s = c.get(WsId(4), K).unwrap();
+        assert_eq!(c.slot(s).last, vec![4]);
+        assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn capacity_one_and_kind_change() {
+        let mut c = WsCache::new(1);
+        c.insert(WsId(1), K, &[1, 2]);
+        c.insert(WsId(2), K, &[3]);
+        assert_eq!(c.len(), 1);
+        assert!(c.get(WsId(1), K).is_none());
+        assert!(c.get(WsId(2), WsKind(9)).is_none(), "another kind is a miss");
+        c.insert(WsId(2), WsKind(9), &[7, 7]);
+        assert_eq!(c.len(), 1);
+        let s = c.get(WsId(2), WsKind(9)).unwrap();
+        assert_eq!(c.slot(s).last, vec![7, 7]);
+    }
+
+    #[test]
+    fn evict_keeps_links_consistent() {
+        let mut c = WsCache::new(10);
+        for ws in 1..=5 {
+            c.insert(WsId(ws), K, &[]);
+        }
+        assert!(c.evict(WsId(3)));
+        assert!(!c.evict(WsId(3)));
+        assert_eq!(c.order(), vec![5, 4, 2, 1]);
+        assert!(c.evict(WsId(5)));
+        assert!(c.evict(WsId(1)));
+        assert_eq!(c.order(), vec![4, 2]);
+        c.insert(WsId(6), K, &[]);
+        assert_eq!(c.order(), vec![6, 4, 2]);
+        for ws in [4, 2, 6] {
+            assert!(c.get(WsId(ws), K).is_some());
+        }
+        c.clear();
+        assert_eq!(c.len(), 0);
+        assert!(c.order().is_empty());
+    }
+}

@@ -1,0 +1,207 @@
+//! The background worker of one sequencer: the flusher loop, which hands over to the
+//! actualizer when asked to or when a batch cannot be written.
+//!
+//! The writer commits into `Inner::pending`; the worker takes everything pending at once
+//! (swapping in an empty map), writes it with one `write_values_and_offset`, and meanwhile
+//! new commits pile up into the next batch: group commit, so batches grow exactly as fast as
+//! storage is slow. Failed writes are retried with jittered exponential backoff; when the
+//! retry budget is spent, or the error is permanent, the batch is given up and the partition
+//! is actualized. The worker never holds the lock across a storage call.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::actualizer;
+use crate::options::Backoff;
+use crate::sequencer::state::{Counters, Shared, Status, ValueMap};
+use crate::storage::SeqValue;
+use crate::types::{Number, PLogOffset};
+
+/// What the worker does next.
+enum Job {
+    Actualize,
+    Flush(Arc<ValueMap>, PLogOffset),
+    Exit,
+}
+
+/// Starts the worker thread. It runs until `Inner::stop` is set and it has written what it
+/// could, and it always marks `Inner::worker_done` on the way out, panics included.
+pub(crate) fn spawn(shared: Arc<Shared>, name: String) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name).spawn(move || {
+        let outcome = catch_unwind(AssertUnwindSafe(|| run(&shared)));
+        let mut inner = shared.lock();
+        if let Err(panic) = outcome {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            inner.poison = Some(msg);
+            shared.set_status(Status::Poisoned);
+        }
+        if inner.lost.is_none() {
+            let values = inner.pending.len() + inner.inflight_len;
+            if values > 0 || inner.pending_next.is_some() {
+                inner.lost = Some((values, inner.durable_next));
+            }
+        }
+        inner.worker_done = true;
+        drop(inner);
+        shared.progress.notify_all();
+    })
+}
+
+fn run(shared: &Shared) {
+    let mut backoff = Backoff::new(&shared.options.retry);
+    let mut values: Vec<SeqValue> = Vec::new();
+    loop {
+        match next_job(shared) {
+            Job::Exit => return,
+            Job::Actualize => {
+                if actualizer::run(shared, &mut backoff).is_err() {
+                    return; // stopped
+                }
+            }
+            Job::Flush(batch, next) => {
+                if !flush(shared, &mut backoff, &mut values, batch, next) {
+                    return; // stopped with what it could not write recorded
+                }
+            }
+        }
+    }
+}
+
+/// Blocks until there is something to do.
+fn next_job(shared: &Shared) -> Job {
+    let mut inner = shared.lock();
+    let mut lingered = shared.options.flush_interval.is_zero();
+    loop {
+        if inner.actualize_requested && inner.stop.is_none() {
+            return Job::Actualize;
+        }
+        let ready = shared.status() == Status::Ready || shared.status() == Status::Closing;
+        if inner.pending_next.is_some() && ready && !inner.actualize_requested {
+            if !lingered && inner.stop.is_none() {
+                // Let the batch grow for flush_interval before taking it.
+                lingered = true;
+                drop(inner);
+                pause(shared, shared.options.flush_interval);
+                inner = shared.lock();
+                continue;
+            }
+            let next = inner.pending_next.take().unwrap_or(inner.durable_next);
+            let spare = std::mem::take(&mut inner.spare);
+            let batch = Arc::new(std::mem::replace(&mut inner.pending, spare));
+            inner.inflight_len = batch.len();
+            inner.inflight = Some(Arc::clone(&batch));
+            return Job::Flush(batch, next);
+        }
+        if inner.stop.is_some() {
+            return Job::Exit;
+        }
+        inner.worker_idle = true;
+        inner = shared.work.wait(inner).unwrap_or_else(|e| e.into_inner());
+        inner.worker_idle = false;
+    }
+}
+
+/// Writes one batch, retrying. Returns false if the worker must exit (stopped).
+fn flush(
+    shared: &Shared,
+    backoff: &mut Backoff,
+    values: &mut Vec<SeqValue>,
+    batch: Arc<ValueMap>,
+    next: PLogOffset,
+) -> bool {
+    values.clear();
+    values.extend(batch.iter().map(|(&(ws, seq), &n)| SeqValue { ws, seq, number: Number(n) }));
+    let counters = &shared.counters;
+    backoff.reset();
+    loop {
+        let t0 = Instant::now();
+        let result = shared.storage.write_values_and_offset(values, next);
+        let took = t0.elapsed();
+        match result {
+            Ok(()) => {
+                counters.record_write(values.len(), took);
+                drop(batch);
+                let mut inner = shared.lock();
+                finish_inflight(&mut inner);
+                shared.set_durable(&mut inner, next);
+                shared.recompute_unflushed(&inner);
+                drop(inner);
+                shared.progress.notify_all();
+                return true;
+            }
+            Err(e) => {
+                Counters::add(&counters.flush_errors, 1);
+                let stop = shared.stop_deadline();
+                let past_deadline = stop.is_some_and(|d| Instant::now() >= d);
+                let budget_left = backoff.attempts() + 1 < shared.options.retry.max_attempts;
+                let abandon = shared.lock().actualize_requested;
+                if e.is_retryable() && budget_left && !past_deadline && !abandon {
+                    Counters::add(&counters.flush_retries, 1);
+                    let mut delay = backoff.next_delay();
+                    if let Some(d) = stop {
+                        delay = delay.min(d.saturating_duration_since(Instant::now()));
+                    }
+                    pause(shared, delay);
+                    continue;
+                }
+                return give_up(shared, batch, stop.is_some());
+            }
+        }
+    }
+}
+
+/// The batch could not be written. Stopping: record the loss and exit. Otherwise hand the
+/// partition to the actualizer, which drops unflushed state and rebuilds it from storage and
+/// the PLog.
+fn give_up(shared: &Shared, batch: Arc<ValueMap>, stopping: bool) -> bool {
+    drop(batch);
+    let mut inner = shared.lock();
+    if stopping {
+        let values = inner.inflight_len + inner.pending.len();
+        inner.lost = Some((values, inner.durable_next));
+        return false;
+    }
+    Counters::add(&shared.counters.flush_give_ups, 1);
+    finish_inflight(&mut inner);
+    shared.recompute_unflushed(&inner);
+    inner.actualize_requested = true;
+    shared.begin_actualizing();
+    drop(inner);
+    shared.progress.notify_all();
+    true
+}
+
+/// Drops the in-flight batch, recycling its map when the writer holds no reference to it.
+fn finish_inflight(inner: &mut crate::sequencer::state::Inner) {
+    if let Some(map) = inner.inflight.take()
+        && let Ok(mut map) = Arc::try_unwrap(map)
+    {
+        map.clear();
+        if inner.spare.capacity() < map.capacity() {
+            inner.spare = map;
+        }
+    }
+    inner.inflight_len = 0;
+}
+
+/// Lets `d` pass on the configured clock. `close` and actualization requests cut it short;
+/// commits do not (the worker is not marked idle), so a stream of commits cannot turn a
+/// backoff into a retry storm.
+pub(crate) fn pause(shared: &Shared, d: Duration) {
+    if d.is_zero() {
+        return;
+    }
+    shared.options.clock.pause(d, &mut |d| {
+        let inner = shared.lock();
+        if inner.stop.is_some() || inner.actualize_requested {
+            return;
+        }
+        let _ = shared.work.wait_timeout(inner, d);
+    });
+}

@@ -1,0 +1,120 @@
+//! Waiting for a committed transaction to become durable.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::state::{Shared, Status};
+use crate::error::{Error, Result};
+use crate::types::PLogOffset;
+
+/// Proof of a commit, from [`crate::Transaction::flush`]: the transaction's offset and the
+/// generation (count of actualizations) it was committed in.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Committed {
+    pub(crate) offset: PLogOffset,
+    pub(crate) generation: u64,
+}
+
+impl Committed {
+    /// The offset of the committed transaction.
+    pub fn offset(&self) -> PLogOffset {
+        self.offset
+    }
+}
+
+/// Waits for durability from any thread; get one from [`crate::Sequencer::watcher`].
+#[derive(Clone)]
+pub struct DurabilityWatcher {
+    shared: Arc<Shared>,
+}
+
+/// Where a commit stands.
+enum Verdict {
+    Durable,
+    Discarded,
+    Pending,
+}
+
+impl DurabilityWatcher {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// Every transaction with an offset at or below this is durable.
+    pub fn flushed_offset(&self) -> PLogOffset {
+        PLogOffset(self.shared.durable_next.load(Ordering::Acquire).saturating_sub(1))
+    }
+
+    /// Whether `committed` is durable now (`Ok(false)`: not yet), or was discarded.
+    pub fn is_durable(&self, committed: Committed) -> Result<bool> {
+        match self.verdict(committed) {
+            Verdict::Durable => Ok(true),
+            Verdict::Pending => Ok(false),
+            Verdict::Discarded => Err(Error::Discarded { offset: committed.offset }),
+        }
+    }
+
+    /// Blocks until `committed` is durable, at most `timeout`.
+    ///
+    /// Errors: [`Error::Timeout`] (it may still become durable); [`Error::Discarded`] when an
+    /// actualization dropped it before it was written and its event was not in the PLog, so
+    /// its numbers may be handed out again; [`Error::Poisoned`].
+    pub fn wait_durable(&self, committed: Committed, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        let deadline = start + timeout;
+        let mut inner = self.shared.lock();
+        loop {
+            match verdict(&self.shared, &inner, committed) {
+                Verdict::Durable => return Ok(()),
+                Verdict::Discarded => return Err(Error::Discarded { offset: committed.offset }),
+                Verdict::Pending => {}
+            }
+            if self.shared.status() == Status::Poisoned || inner.worker_done {
+                let why = inner.poison.clone().unwrap_or_else(|| "the sequencer closed".into());
+                return Err(Error::Poisoned(why));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Timeout { offset: committed.offset, waited: now - start });
+            }
+            inner = self
+                .shared
+                .progress
+                .wait_timeout(inner, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn verdict(&self, committed: Committed) -> Verdict {
+        let inner = self.shared.lock();
+        verdict(&self.shared, &inner, committed)
+    }
+}
+
+/// A commit of generation g at offset o is durable once the checkpoint passes o, unless an
+/// actualization ended generation g first and resumed at or below o (then o's event was not
+/// in the PLog and it was discarded). While that actualization is still running the answer
+/// is not known yet.
+fn verdict(shared: &Shared, inner: &super::state::Inner, c: Committed) -> Verdict {
+    let current = shared.generation.load(Ordering::Acquire);
+    if c.generation != current {
+        match inner.discards.iter().find(|(ended, _)| *ended == c.generation) {
+            Some(&(_, resumed_at)) if c.offset >= resumed_at => return Verdict::Discarded,
+            Some(_) => {}
+            // Still running (not recorded yet) or forgotten (too old to tell).
+            None if inner.discards.back().is_some_and(|(ended, _)| *ended > c.generation) => {
+                return Verdict::Discarded;
+            }
+            None => return Verdict::Pending,
+        }
+    }
+    if inner.durable_next > c.offset { Verdict::Durable } else { Verdict::Pending }
+}
+
+impl std::fmt::Debug for DurabilityWatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurabilityWatcher").field("flushed_offset", &self.flushed_offset()).finish()
+    }
+}

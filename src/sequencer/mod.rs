@@ -1,0 +1,423 @@
+//! [`Sequencer`]: one partition's source of numbers.
+
+mod durability;
+pub(crate) mod state;
+mod transaction;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::cache::WsCache;
+use crate::error::{BusyReason, Error, Result};
+use crate::flusher;
+use crate::options::Options;
+use crate::stats::{SequencerState, Stats};
+use crate::storage::SeqStorage;
+use crate::types::{Number, PLogOffset, SeqId, SeqTypes, WsId, WsKind};
+
+pub use durability::{Committed, DurabilityWatcher};
+use state::{Shared, Status};
+pub use transaction::Transaction;
+
+/// One partition's sequencer: hands out numbers per (workspace, sequence) from memory, persists
+/// them in the background, and recovers from storage and the partition log (PLog).
+///
+/// ```
+/// use seqd::{Sequencer, Options, SeqTypes, WsKind, WsId, SeqId, Number, PLogOffset};
+/// use seqd::storage::MemoryStorage;
+/// use std::time::Duration;
+///
+/// let options = Options {
+///     seq_types: SeqTypes::new().with(WsKind(1), SeqId(5), Number(200_001)),
+///     ..Options::default()
+/// };
+/// let mut seq = Sequencer::open(MemoryStorage::new(), options)?;
+/// // Recovery runs in the background; start_timeout waits for it.
+/// let mut tx = seq.start_timeout(WsKind(1), WsId(42), Duration::from_secs(5))?;
+/// assert_eq!(tx.offset(), PLogOffset(1));
+/// assert_eq!(tx.next(SeqId(5))?, Number(200_001));
+/// let committed = tx.flush();
+/// seq.wait_durable(committed, Duration::from_secs(5))?;
+/// seq.close()?;
+/// # Ok::<(), seqd::Error>(())
+/// ```
+pub struct Sequencer {
+    shared: Arc<Shared>,
+    types: SeqTypes,
+    pub(crate) cache: WsCache,
+    next_offset: PLogOffset,
+    generation: u64,
+    max_unflushed: usize,
+    /// The open transaction's last number per sequence of its kind (0 = not touched).
+    pub(crate) tx_last: Vec<u64>,
+    /// Scratch for loading a workspace.
+    load_buf: Vec<u64>,
+    commits: u64,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Sequencer {
+    /// Opens a sequencer on `storage` and starts recovery in the background: it returns at
+    /// once, and `start` answers `Busy` until recovery has replayed the PLog tail.
+    ///
+    /// Errors: [`Error::InvalidOptions`] when `options` fail [`Options::validate`].
+    pub fn open<S: SeqStorage>(storage: S, options: Options) -> Result<Sequencer> {
+        Self::open_named(storage, options, "seqd-partition")
+    }
+
+    /// [`open`](Self::open), naming the background thread (for a partition number, say).
+    pub fn open_named<S: SeqStorage>(storage: S, options: Options, name: &str) -> Result<Sequencer> {
+        options.validate()?;
+        let types = options.seq_types.clone();
+        let cache = WsCache::new(options.cache_capacity);
+        let max_unflushed = options.max_unflushed;
+        let shared = Arc::new(Shared::new(Arc::new(storage), options));
+        let worker = flusher::spawn(Arc::clone(&shared), name.to_string()).map_err(|e| {
+            Error::InvalidOptions(format!("cannot start the background worker thread: {e}"))
+        })?;
+        Ok(Sequencer {
+            shared,
+            types,
+            cache,
+            next_offset: PLogOffset::FIRST,
+            generation: 0,
+            max_unflushed,
+            tx_last: Vec::new(),
+            load_buf: Vec::new(),
+            commits: 0,
+            worker: Some(worker),
+        })
+    }
+
+    /// Starts a transaction on workspace `ws` of kind `kind`.
+    ///
+    /// Errors: [`Error::Busy`] while recovering or while more than `max_unflushed` values wait
+    /// for storage (retry, or use [`start_timeout`](Self::start_timeout));
+    /// [`Error::UnknownKind`]; [`Error::Poisoned`].
+    #[inline]
+    pub fn start(&mut self, kind: WsKind, ws: WsId) -> Result<Transaction<'_>> {
+        self.ready()?;
+        self.begin(kind, ws)
+    }
+
+    /// Like [`start`](Self::start), but waits up to `timeout` while the sequencer is busy.
+    pub fn start_timeout(
+        &mut self,
+        kind: WsKind,
+        ws: WsId,
+        timeout: Duration,
+    ) -> Result<Transaction<'_>> {
+        self.wait_ready(timeout)?;
+        self.begin(kind, ws)
+    }
+
+    /// Waits up to `timeout` until a transaction could start: recovery done and unflushed
+    /// state below `max_unflushed`. Errors as [`start`](Self::start) when it runs out of time.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.ready() {
+                Err(e @ Error::Busy { .. }) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(e);
+                    }
+                    // Woken by every write and actualization; the cap covers a missed wakeup.
+                    let wait = (deadline - now).min(Duration::from_millis(10));
+                    let inner = self.shared.lock();
+                    let _ = self.shared.progress.wait_timeout(inner, wait);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether a transaction may start now; resynchronizes after an actualization.
+    #[inline]
+    fn ready(&mut self) -> Result<()> {
+        match self.shared.status() {
+            Status::Ready => {}
+            Status::Actualizing => return Err(Error::Busy { reason: BusyReason::Actualizing }),
+            Status::Closing => return Err(Error::Busy { reason: BusyReason::Closing }),
+            Status::Poisoned => return Err(self.poisoned()),
+        }
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        if generation != self.generation {
+            // An actualization discarded state: drop the cache, resume at its offset.
+            let inner = self.shared.lock();
+            self.next_offset = inner.base_offset;
+            drop(inner);
+            self.cache.clear();
+            self.generation = generation;
+        }
+        let unflushed = self.shared.unflushed.load(Ordering::Acquire);
+        if unflushed >= self.max_unflushed {
+            state::Counters::add(&self.shared.counters.busy_rejections, 1);
+            return Err(Error::Busy {
+                reason: BusyReason::Backpressure { unflushed, limit: self.max_unflushed },
+            });
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn begin(&mut self, kind: WsKind, ws: WsId) -> Result<Transaction<'_>> {
+        let n = self.types.kind(kind).ok_or(Error::UnknownKind(kind))?.len();
+        self.tx_last.clear();
+        self.tx_last.resize(n, 0);
+        // Handshake with the actualizer: it flips the status, then waits for tx_open to clear.
+        self.shared.tx_open.store(true, Ordering::SeqCst);
+        if self.shared.status_seqcst() != Status::Ready {
+            self.shared.tx_open.store(false, Ordering::SeqCst);
+            return Err(Error::Busy { reason: BusyReason::Actualizing });
+        }
+        Ok(Transaction { kind, ws, offset: self.next_offset, slot: None, done: false, seq: self })
+    }
+
+    #[inline]
+    pub(crate) fn seq_index(&self, kind: WsKind, seq: SeqId) -> Result<usize> {
+        self.types
+            .kind(kind)
+            .and_then(|k| k.index_of(seq))
+            .ok_or(Error::UnknownSeq { kind, seq })
+    }
+
+    #[inline]
+    pub(crate) fn initial(&self, kind: WsKind, idx: usize) -> u64 {
+        self.types.kind(kind).map_or(1, |k| k.initials[idx].0)
+    }
+
+    /// The cache slot of `ws`, loading it on a miss: unflushed values first (under the lock),
+    /// then one `read_numbers` for the whole workspace, merged by `max`. The order matters:
+    /// the flusher moves values pending → in flight → storage and clears "in flight" only
+    /// after the write, so looking at the maps before storage cannot miss a value in transit.
+    pub(crate) fn resolve(&mut self, kind: WsKind, ws: WsId) -> Result<u32> {
+        if let Some(slot) = self.cache.get(ws, kind) {
+            return Ok(slot);
+        }
+        let k = self.types.kind(kind).ok_or(Error::UnknownKind(kind))?;
+        self.load_buf.clear();
+        self.load_buf.resize(k.len(), 0);
+        let mut missing = false;
+        {
+            let inner = self.shared.lock();
+            for (i, seq) in k.seqs.iter().enumerate() {
+                let key = (ws, *seq);
+                let found = inner
+                    .pending
+                    .get(&key)
+                    .or_else(|| inner.inflight.as_ref().and_then(|m| m.get(&key)));
+                match found {
+                    Some(&n) => self.load_buf[i] = n,
+                    None => missing = true,
+                }
+            }
+        }
+        if missing {
+            let stored = self.shared.storage.read_numbers(ws, &k.seqs)?;
+            if stored.len() != k.len() {
+                return Err(Error::Storage(crate::storage::StorageError::permanent(format!(
+                    "read_numbers returned {} numbers for {} sequences",
+                    stored.len(),
+                    k.len()
+                ))));
+            }
+            for (have, Number(s)) in self.load_buf.iter_mut().zip(stored) {
+                *have = (*have).max(s);
+            }
+        }
+        Ok(self.cache.insert(ws, kind, &self.load_buf))
+    }
+
+    /// Publishes the open transaction's numbers and queues them for the flusher.
+    pub(crate) fn commit(
+        &mut self,
+        kind: WsKind,
+        ws: WsId,
+        slot: Option<u32>,
+        offset: PLogOffset,
+    ) -> Committed {
+        let next = PLogOffset(offset.0 + 1);
+        let mut inner = self.shared.lock();
+        if let (Some(slot), Some(k)) = (slot, self.types.kind(kind)) {
+            let entry = self.cache.slot_mut(slot);
+            for (i, &n) in self.tx_last.iter().enumerate() {
+                if n != 0 {
+                    entry.last[i] = n;
+                    inner.pending.insert((ws, k.seqs[i]), n);
+                }
+            }
+        }
+        inner.pending_next = Some(next);
+        self.shared.recompute_unflushed(&inner);
+        let wake = self.shared.wake_worker(&mut inner);
+        drop(inner);
+        if wake {
+            self.shared.work.notify_one();
+        }
+        self.next_offset = next;
+        self.commits += 1;
+        self.shared.tx_open.store(false, Ordering::Release);
+        Committed { offset, generation: self.generation }
+    }
+
+    /// Drops all resident and unflushed state and asks the worker to rebuild it.
+    pub(crate) fn request_actualize(&mut self) {
+        self.cache.clear();
+        let mut inner = self.shared.lock();
+        inner.actualize_requested = true;
+        self.shared.begin_actualizing();
+        self.shared.wake_worker(&mut inner);
+        drop(inner);
+        self.shared.tx_open.store(false, Ordering::SeqCst);
+        self.shared.work.notify_one();
+    }
+
+    /// Every transaction with an offset at or below this is durable (`PLogOffset(0)`: none yet).
+    pub fn flushed_offset(&self) -> PLogOffset {
+        PLogOffset(self.shared.durable_next.load(Ordering::Acquire).saturating_sub(1))
+    }
+
+    /// The offset the next transaction will get (after recovery, where the PLog ended).
+    pub fn next_offset(&self) -> PLogOffset {
+        if self.shared.generation.load(Ordering::Acquire) != self.generation {
+            return self.shared.lock().base_offset;
+        }
+        self.next_offset
+    }
+
+    /// Waits until the transaction `committed` is durable. Errors: [`Error::Timeout`] (it may
+    /// still become durable), [`Error::Discarded`] (an actualization dropped it: redo it).
+    pub fn wait_durable(&self, committed: Committed, timeout: Duration) -> Result<()> {
+        self.watcher().wait_durable(committed, timeout)
+    }
+
+    /// A handle other threads can use to wait for durability while this one keeps sequencing.
+    pub fn watcher(&self) -> DurabilityWatcher {
+        DurabilityWatcher::new(Arc::clone(&self.shared))
+    }
+
+    /// Forgets workspace `ws` from the cache (its numbers stay in unflushed state and storage).
+    /// Returns whether it was resident.
+    pub fn evict(&mut self, ws: WsId) -> bool {
+        self.cache.evict(ws)
+    }
+
+    /// A snapshot of state and counters.
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.counters;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let batches = get(&c.flush_batches);
+        let state = match self.shared.status() {
+            Status::Ready => SequencerState::Ready,
+            Status::Actualizing => SequencerState::Actualizing,
+            Status::Closing => SequencerState::Closing,
+            Status::Poisoned => SequencerState::Poisoned,
+        };
+        Stats {
+            state,
+            generation: self.shared.generation.load(Ordering::Acquire),
+            next_offset: self.next_offset(),
+            flushed_offset: self.flushed_offset(),
+            unflushed: self.shared.unflushed.load(Ordering::Acquire),
+            resident_workspaces: self.cache.len(),
+            cache_hits: self.cache.counters.hits,
+            cache_misses: self.cache.counters.misses,
+            cache_evictions: self.cache.counters.evictions,
+            commits: self.commits,
+            busy_rejections: get(&c.busy_rejections),
+            flush_batches: batches,
+            flushed_values: get(&c.flushed_values),
+            largest_batch: get(&c.largest_batch),
+            flush_errors: get(&c.flush_errors),
+            flush_retries: get(&c.flush_retries),
+            flush_give_ups: get(&c.flush_give_ups),
+            last_flush_latency: Duration::from_nanos(get(&c.last_flush_ns)),
+            max_flush_latency: Duration::from_nanos(get(&c.max_flush_ns)),
+            mean_flush_latency: Duration::from_nanos(get(&c.total_flush_ns) / batches.max(1)),
+            actualizations: get(&c.actualizations),
+            actualize_errors: get(&c.actualize_errors),
+            replayed_events: get(&c.replayed_events),
+        }
+    }
+
+    /// Stops the background worker after it writes what is pending, within
+    /// `Options::close_timeout` even if storage fails forever.
+    ///
+    /// Errors: [`Error::Unpersisted`] with what could not be written (the next open recovers
+    /// it from the PLog if the events are there).
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        let Some(worker) = self.worker.take() else { return Ok(()) };
+        let deadline = Instant::now() + self.shared.options.close_timeout;
+        {
+            let mut inner = self.shared.lock();
+            inner.stop = Some(deadline);
+            if self.shared.status() != Status::Poisoned {
+                self.shared.set_status(Status::Closing);
+            }
+        }
+        self.shared.work.notify_all();
+        // The worker checks the deadline between storage calls; one call in progress may
+        // overrun it, so allow a grace period before leaving the thread behind.
+        let give_up_at = deadline + Duration::from_millis(500);
+        let mut inner = self.shared.lock();
+        while !inner.worker_done {
+            let now = Instant::now();
+            if now >= give_up_at {
+                break;
+            }
+            inner = self
+                .shared
+                .progress
+                .wait_timeout(inner, give_up_at - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let done = inner.worker_done;
+        let lost = if done {
+            inner.lost
+        } else {
+            let values = inner.pending.len() + inner.inflight_len;
+            (values > 0 || inner.pending_next.is_some()).then_some((values, inner.durable_next))
+        };
+        drop(inner);
+        if done {
+            let _ = worker.join();
+        }
+        match lost {
+            Some((values, from_offset)) => {
+                Err(Error::Unpersisted { values, from_offset })
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn poisoned(&self) -> Error {
+        let msg = self.shared.lock().poison.clone();
+        Error::Poisoned(msg.unwrap_or_else(|| "unknown".into()))
+    }
+}
+
+impl Drop for Sequencer {
+    /// Closes (bounded by `Options::close_timeout`); what could not be persisted is recovered
+    /// from the PLog at the next open.
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+impl std::fmt::Debug for Sequencer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sequencer")
+            .field("state", &self.shared.status())
+            .field("next_offset", &self.next_offset)
+            .field("resident_workspaces", &self.cache.len())
+            .finish_non_exhaustive()
+    }
+}

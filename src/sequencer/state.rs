@@ -1,0 +1,229 @@
+//! What a sequencer's writer and its background worker share: the unflushed values, the
+//! durable offset, the status latch, and counters.
+//!
+//! One mutex guards [`Inner`]; it is held only for map operations, never across storage I/O.
+//! The hot path reads the status, generation and unflushed count from atomics without it.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+
+use crate::options::Options;
+use crate::storage::SeqStorage;
+use crate::types::{PLogOffset, SeqId, WsId};
+use crate::util::lock;
+
+/// Committed values not yet durable, by (workspace, sequence): the last number handed out.
+pub(crate) type ValueMap = FxHashMap<(WsId, SeqId), u64>;
+
+/// How many ended generations [`Inner::discards`] remembers for `wait_durable`.
+const DISCARD_HISTORY: usize = 1024;
+
+/// The sequencer's lifecycle, as stored in [`Shared::status`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub(crate) enum Status {
+    /// Transactions may start.
+    Ready = 0,
+    /// The actualizer is rebuilding state; `start` answers `Busy`.
+    Actualizing = 1,
+    /// `close` was called.
+    Closing = 2,
+    /// The background worker panicked; nothing more is accepted.
+    Poisoned = 3,
+}
+
+impl Status {
+    fn from_u8(v: u8) -> Status {
+        match v {
+            0 => Status::Ready,
+            1 => Status::Actualizing,
+            2 => Status::Closing,
+            _ => Status::Poisoned,
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) storage: Arc<dyn SeqStorage>,
+    pub(crate) options: Options,
+    status: AtomicU8,
+    /// Bumped when an actualization discards state. The writer compares it with its own copy
+    /// to know it must drop its cache and take the new next offset.
+    pub(crate) generation: AtomicU64,
+    /// The writer has a transaction open. The actualizer waits for it to end before it reads
+    /// the PLog, so an event the application logs and then flushes is never missed.
+    pub(crate) tx_open: AtomicBool,
+    /// `pending.len() + inflight_len`, readable without the lock.
+    pub(crate) unflushed: AtomicUsize,
+    /// Mirror of `Inner::durable_next`.
+    pub(crate) durable_next: AtomicU64,
+    pub(crate) inner: Mutex<Inner>,
+    /// The worker waits here for work.
+    pub(crate) work: Condvar,
+    /// Writers and durability waiters wait here; notified after every write, actualization
+    /// and state change.
+    pub(crate) progress: Condvar,
+    pub(crate) counters: Counters,
+}
+
+pub(crate) struct Inner {
+    /// Committed since the worker last took a batch.
+    pub(crate) pending: ValueMap,
+    /// The offset after the newest committed transaction, if any was committed since the last
+    /// take (a transaction without numbers still advances the offset).
+    pub(crate) pending_next: Option<PLogOffset>,
+    /// The batch being written. Shared with the worker, which iterates it without the lock.
+    pub(crate) inflight: Option<Arc<ValueMap>>,
+    pub(crate) inflight_len: usize,
+    /// An emptied map kept to swap in for `pending`, so steady state does not allocate.
+    pub(crate) spare: ValueMap,
+    pub(crate) worker_idle: bool,
+    pub(crate) actualize_requested: bool,
+    pub(crate) stop: Option<Instant>,
+    /// The checkpoint known durable: every transaction below it is on disk.
+    pub(crate) durable_next: PLogOffset,
+    /// Where the writer's offsets resume after the last actualization.
+    pub(crate) base_offset: PLogOffset,
+    /// (generation that ended, first offset of it that was discarded), newest last.
+    pub(crate) discards: VecDeque<(u64, PLogOffset)>,
+    pub(crate) worker_done: bool,
+    pub(crate) poison: Option<String>,
+    /// What the worker could not persist when it stopped: (values, first offset).
+    pub(crate) lost: Option<(usize, PLogOffset)>,
+}
+
+impl Shared {
+    pub(crate) fn new(storage: Arc<dyn SeqStorage>, options: Options) -> Self {
+        Self {
+            storage,
+            options,
+            status: AtomicU8::new(Status::Actualizing as u8),
+            generation: AtomicU64::new(0),
+            tx_open: AtomicBool::new(false),
+            unflushed: AtomicUsize::new(0),
+            durable_next: AtomicU64::new(PLogOffset::FIRST.0),
+            inner: Mutex::new(Inner {
+                pending: ValueMap::default(),
+                pending_next: None,
+                inflight: None,
+                inflight_len: 0,
+                spare: ValueMap::default(),
+                worker_idle: false,
+                // Opening is an actualization: recovery runs before the first start.
+                actualize_requested: true,
+                stop: None,
+                durable_next: PLogOffset::FIRST,
+                base_offset: PLogOffset::FIRST,
+                discards: VecDeque::new(),
+                worker_done: false,
+                poison: None,
+                lost: None,
+            }),
+            work: Condvar::new(),
+            progress: Condvar::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.inner)
+    }
+
+    #[inline]
+    pub(crate) fn status(&self) -> Status {
+        Status::from_u8(self.status.load(Ordering::Acquire))
+    }
+
+    /// Status as seen after a SeqCst store of `tx_open` (the writer's half of the handshake
+    /// with the actualizer).
+    #[inline]
+    pub(crate) fn status_seqcst(&self) -> Status {
+        Status::from_u8(self.status.load(Ordering::SeqCst))
+    }
+
+    pub(crate) fn set_status(&self, s: Status) {
+        self.status.store(s as u8, Ordering::SeqCst);
+    }
+
+    /// Moves Ready to Actualizing; leaves Closing and Poisoned alone. Returns whether it moved.
+    pub(crate) fn begin_actualizing(&self) -> bool {
+        self.status
+            .compare_exchange(
+                Status::Ready as u8,
+                Status::Actualizing as u8,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_ok()
+    }
+
+    /// Whether the worker should wind down now (stop requested and its deadline passed, or
+    /// stop requested while there is nothing worth finishing).
+    pub(crate) fn stop_deadline(&self) -> Option<Instant> {
+        self.lock().stop
+    }
+
+    /// Wakes the worker if it sleeps (caller holds the lock and passes the guard's state).
+    pub(crate) fn wake_worker(&self, inner: &mut Inner) -> bool {
+        let was_idle = inner.worker_idle;
+        inner.worker_idle = false;
+        was_idle
+    }
+
+    /// Records a durable checkpoint and wakes everyone waiting for progress.
+    pub(crate) fn set_durable(&self, inner: &mut Inner, next: PLogOffset) {
+        if next > inner.durable_next {
+            inner.durable_next = next;
+            self.durable_next.store(next.0, Ordering::Release);
+        }
+    }
+
+    pub(crate) fn recompute_unflushed(&self, inner: &Inner) {
+        self.unflushed.store(inner.pending.len() + inner.inflight_len, Ordering::Release);
+    }
+
+    pub(crate) fn push_discard(inner: &mut Inner, ended_generation: u64, from: PLogOffset) {
+        if inner.discards.len() >= DISCARD_HISTORY {
+            inner.discards.pop_front();
+        }
+        inner.discards.push_back((ended_generation, from));
+    }
+}
+
+/// Counters of the background worker, read by `Sequencer::stats`.
+#[derive(Default, Debug)]
+pub(crate) struct Counters {
+    pub(crate) flush_batches: AtomicU64,
+    pub(crate) flushed_values: AtomicU64,
+    pub(crate) flush_errors: AtomicU64,
+    pub(crate) flush_retries: AtomicU64,
+    pub(crate) flush_give_ups: AtomicU64,
+    pub(crate) largest_batch: AtomicU64,
+    pub(crate) last_flush_ns: AtomicU64,
+    pub(crate) max_flush_ns: AtomicU64,
+    pub(crate) total_flush_ns: AtomicU64,
+    pub(crate) actualizations: AtomicU64,
+    pub(crate) actualize_errors: AtomicU64,
+    pub(crate) replayed_events: AtomicU64,
+    pub(crate) busy_rejections: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_write(&self, values: usize, took: Duration) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        Self::add(&self.flush_batches, 1);
+        Self::add(&self.flushed_values, values as u64);
+        Self::add(&self.total_flush_ns, ns);
+        self.last_flush_ns.store(ns, Ordering::Relaxed);
+        self.max_flush_ns.fetch_max(ns, Ordering::Relaxed);
+        self.largest_batch.fetch_max(values as u64, Ordering::Relaxed);
+    }
+}

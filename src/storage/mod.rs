@@ -1,0 +1,168 @@
+//! Where a sequencer keeps its checkpoint, and where it finds the partition log (PLog).
+//!
+//! A sequencer needs four things from storage ([`SeqStorage`]): read a workspace's numbers, write
+//! numbers together with the next PLog offset in one atomic batch, read that offset back, and
+//! replay the PLog from an offset. Three implementations ship with the crate:
+//!
+//! * [`MemoryStorage`]: a map plus an in-memory PLog that tests append to;
+//! * [`FaultyStorage`]: wraps any storage and injects failures, latency and crashes;
+//! * `RocksDbStorage` (cargo feature `rocksdb`): the durable one.
+
+mod faulty;
+mod memory;
+#[cfg(feature = "rocksdb")]
+mod rocksdb;
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::types::{Number, PLogOffset, SeqId, WsId};
+
+pub use faulty::{FaultOps, FaultyStorage};
+pub use memory::MemoryStorage;
+#[cfg(feature = "rocksdb")]
+pub use rocksdb::{Durability, RocksDbOptions, RocksDbPartition, RocksDbStorage};
+
+/// One sequence's number: "sequence `seq` of workspace `ws` has handed out `number`".
+///
+/// In a write it is the last number handed out; in a PLog event it is the last number the event
+/// used from that sequence.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct SeqValue {
+    /// The workspace.
+    pub ws: WsId,
+    /// The sequence inside the workspace.
+    pub seq: SeqId,
+    /// The number.
+    pub number: Number,
+}
+
+/// The callback [`SeqStorage::replay`] calls once per PLog event.
+pub type ReplayFn<'a> = dyn FnMut(PLogOffset, &[SeqValue]) -> Result<(), StorageError> + 'a;
+
+/// The storage a [`crate::Sequencer`] checkpoints to and recovers from.
+///
+/// Implementations must be safe to call from two threads at once: the sequencer's writer reads
+/// numbers on a cache miss while its background worker writes batches and replays the log.
+/// None of the methods is called re-entrantly (a `replay` callback never calls back into the
+/// storage).
+pub trait SeqStorage: Send + Sync + 'static {
+    /// All numbers of one workspace in one read, in the order of `seqs`. A sequence that was
+    /// never written reads as `Number(0)`.
+    fn read_numbers(&self, ws: WsId, seqs: &[SeqId]) -> Result<Vec<Number>, StorageError>;
+
+    /// Writes `values` and `next_offset` ATOMICALLY: after a crash either all of them are
+    /// visible or none is. Never the offset alone. `values` may be empty (the batch then only
+    /// advances the offset); keys are distinct within one call.
+    fn write_values_and_offset(
+        &self,
+        values: &[SeqValue],
+        next_offset: PLogOffset,
+    ) -> Result<(), StorageError>;
+
+    /// The `next_offset` of the last successful write; [`PLogOffset::FIRST`] for a fresh store.
+    fn read_next_offset(&self) -> Result<PLogOffset, StorageError>;
+
+    /// Calls `apply` once per PLog event with offset ≥ `from`, in ascending offset order, and
+    /// stops at the first error `apply` returns (passing it back). Calling it again with a
+    /// later `from` resumes there. A storage without a log replays nothing.
+    fn replay(
+        &self,
+        from: PLogOffset,
+        apply: &mut ReplayFn<'_>,
+    ) -> Result<(), StorageError>;
+}
+
+impl<S: SeqStorage + ?Sized> SeqStorage for Arc<S> {
+    fn read_numbers(&self, ws: WsId, seqs: &[SeqId]) -> Result<Vec<Number>, StorageError> {
+        (**self).read_numbers(ws, seqs)
+    }
+    fn write_values_and_offset(
+        &self,
+        values: &[SeqValue],
+        next_offset: PLogOffset,
+    ) -> Result<(), StorageError> {
+        (**self).write_values_and_offset(values, next_offset)
+    }
+    fn read_next_offset(&self) -> Result<PLogOffset, StorageError> {
+        (**self).read_next_offset()
+    }
+    fn replay(
+        &self,
+        from: PLogOffset,
+        apply: &mut ReplayFn<'_>,
+    ) -> Result<(), StorageError> {
+        (**self).replay(from, apply)
+    }
+}
+
+/// A storage failure, and whether trying again can help.
+///
+/// Retryable errors (the device is busy, a call timed out) are retried by the flusher with
+/// backoff; permanent ones (corruption, invalid arguments) make it give up at once and hand
+/// the partition to the actualizer.
+#[derive(Debug)]
+pub struct StorageError {
+    retryable: bool,
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl StorageError {
+    /// A failure that may go away if the same call is made again later.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self { retryable: true, message: message.into(), source: None }
+    }
+
+    /// A failure that the same call will hit again.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self { retryable: false, message: message.into(), source: None }
+    }
+
+    /// Attaches the underlying error.
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Whether trying the same call again can succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// The message, without the retryable/permanent prefix.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.retryable { "retryable" } else { "permanent" };
+        write!(f, "{kind} storage error: {}", self.message)
+    }
+}
+
+impl std::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_error_kinds_and_display() {
+        let e = StorageError::retryable("disk busy");
+        assert!(e.is_retryable());
+        assert_eq!(e.to_string(), "retryable storage error: disk busy");
+        let e = StorageError::permanent("corrupt")
+            .with_source(std::io::Error::other("bad block"));
+        assert!(!e.is_retryable());
+        assert_eq!(e.message(), "corrupt");
+        assert!(std::error::Error::source(&e).is_some());
+    }
+}
