@@ -54,7 +54,9 @@ pub(crate) fn run(shared: &Shared, backoff: &mut Backoff) -> Result<(), Stopped>
         inner.inflight = None;
         inner.inflight_len = 0;
         shared.recompute_unflushed(&inner);
-        shared.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        shared
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
     };
     Counters::add(&shared.counters.actualizations, 1);
     backoff.reset();
@@ -155,7 +157,11 @@ fn replay(shared: &Shared) -> Result<PLogOffset, ReplayError> {
 /// Writes replayed numbers with the offset reached, keeping stored numbers that are higher:
 /// a replayed event can carry a lower number than the checkpoint already has, and writing it
 /// would move the sequence backwards.
-fn write_merged(shared: &Shared, merged: &mut ValueMap, next: PLogOffset) -> Result<(), StorageError> {
+fn write_merged(
+    shared: &Shared,
+    merged: &mut ValueMap,
+    next: PLogOffset,
+) -> Result<(), StorageError> {
     let mut by_ws: FxHashMap<WsId, Vec<(SeqId, u64)>> = FxHashMap::default();
     for (&(ws, seq), &n) in merged.iter() {
         by_ws.entry(ws).or_default().push((seq, n));
@@ -168,7 +174,11 @@ fn write_merged(shared: &Shared, merged: &mut ValueMap, next: PLogOffset) -> Res
         let stored = shared.storage.read_numbers(ws, &seqs)?;
         for ((seq, n), old) in list.into_iter().zip(stored) {
             if n > old.0 {
-                values.push(SeqValue { ws, seq, number: Number(n) });
+                values.push(SeqValue {
+                    ws,
+                    seq,
+                    number: Number(n),
+                });
             }
         }
     }

@@ -92,7 +92,13 @@ impl WsCache {
             slot
         } else {
             let slot = self.slots.len() as u32;
-            self.slots.push(Workspace { ws, kind, last: Vec::new(), prev: NIL, next: NIL });
+            self.slots.push(Workspace {
+                ws,
+                kind,
+                last: Vec::new(),
+                prev: NIL,
+                next: NIL,
+            });
             self.index.insert(ws, slot);
             slot
         };
@@ -125,16 +131,29 @@ impl WsCache {
 
     /// Drops `ws` if resident.
     pub(crate) fn evict(&mut self, ws: WsId) -> bool {
-        let Some(slot) = self.index.remove(&ws) else { return false };
+        let Some(slot) = self.index.remove(&ws) else {
+            return false;
+        };
         self.unlink(slot);
         // Move the last slot into the hole so the slab stays dense.
         let last = (self.slots.len() - 1) as u32;
         if slot != last {
             let moved_ws = self.slots[last as usize].ws;
-            let (prev, next) = (self.slots[last as usize].prev, self.slots[last as usize].next);
+            let (prev, next) = (
+                self.slots[last as usize].prev,
+                self.slots[last as usize].next,
+            );
             self.slots.swap(slot as usize, last as usize);
-            if prev != NIL { self.slots[prev as usize].next = slot } else { self.head = slot }
-            if next != NIL { self.slots[next as usize].prev = slot } else { self.tail = slot }
+            if prev != NIL {
+                self.slots[prev as usize].next = slot
+            } else {
+                self.head = slot
+            }
+            if next != NIL {
+                self.slots[next as usize].prev = slot
+            } else {
+                self.tail = slot
+            }
             self.index.insert(moved_ws, slot);
         }
         self.slots.pop();
@@ -154,8 +173,16 @@ impl WsCache {
             let w = &self.slots[slot as usize];
             (w.prev, w.next)
         };
-        if prev != NIL { self.slots[prev as usize].next = next } else if self.head == slot { self.head = next }
-        if next != NIL { self.slots[next as usize].prev = prev } else if self.tail == slot { self.tail = prev }
+        if prev != NIL {
+            self.slots[prev as usize].next = next
+        } else if self.head == slot {
+            self.head = next
+        }
+        if next != NIL {
+            self.slots[next as usize].prev = prev
+        } else if self.tail == slot {
+            self.tail = prev
+        }
         let w = &mut self.slots[slot as usize];
         w.prev = NIL;
         w.next = NIL;
@@ -221,7 +248,10 @@ mod tests {
         c.insert(WsId(2), K, &[3]);
         assert_eq!(c.len(), 1);
         assert!(c.get(WsId(1), K).is_none());
-        assert!(c.get(WsId(2), WsKind(9)).is_none(), "another kind is a miss");
+        assert!(
+            c.get(WsId(2), WsKind(9)).is_none(),
+            "another kind is a miss"
+        );
         c.insert(WsId(2), WsKind(9), &[7, 7]);
         assert_eq!(c.len(), 1);
         let s = c.get(WsId(2), WsKind(9)).unwrap();

@@ -44,7 +44,11 @@ pub struct ManualClock {
 
 impl Default for ManualClock {
     fn default() -> Self {
-        Self { start: Instant::now(), elapsed_ns: AtomicU64::new(0), pauses: Mutex::new(Vec::new()) }
+        Self {
+            start: Instant::now(),
+            elapsed_ns: AtomicU64::new(0),
+            pauses: Mutex::new(Vec::new()),
+        }
     }
 }
 

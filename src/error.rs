@@ -64,7 +64,9 @@ pub enum Error {
     Storage(#[from] StorageError),
 
     /// A wait for durability ran out of time; the transaction may still become durable.
-    #[error("timed out after {waited:?} waiting for offset {offset} to become durable; wait again or check storage health")]
+    #[error(
+        "timed out after {waited:?} waiting for offset {offset} to become durable; wait again or check storage health"
+    )]
     Timeout {
         /// The offset waited for.
         offset: PLogOffset,
@@ -74,7 +76,9 @@ pub enum Error {
 
     /// The transaction at this offset was discarded by actualization before it became durable,
     /// because its event was not in the PLog. Its numbers may be handed out again.
-    #[error("the transaction at offset {offset} was discarded by actualization before it became durable; redo it")]
+    #[error(
+        "the transaction at offset {offset} was discarded by actualization before it became durable; redo it"
+    )]
     Discarded {
         /// The offset of the discarded transaction.
         offset: PLogOffset,
@@ -133,7 +137,10 @@ impl fmt::Display for BusyReason {
         match self {
             BusyReason::Actualizing => f.write_str("recovering state from storage and the PLog"),
             BusyReason::Backpressure { unflushed, limit } => {
-                write!(f, "{unflushed} unflushed values reached the limit of {limit}")
+                write!(
+                    f,
+                    "{unflushed} unflushed values reached the limit of {limit}"
+                )
             }
             BusyReason::Closing => f.write_str("closing"),
         }

@@ -116,7 +116,11 @@ fn flush(
     next: PLogOffset,
 ) -> bool {
     values.clear();
-    values.extend(batch.iter().map(|(&(ws, seq), &n)| SeqValue { ws, seq, number: Number(n) }));
+    values.extend(batch.iter().map(|(&(ws, seq), &n)| SeqValue {
+        ws,
+        seq,
+        number: Number(n),
+    }));
     let counters = &shared.counters;
     backoff.reset();
     loop {

@@ -83,10 +83,16 @@ impl Options {
             return bad("max_unflushed must be >= 1 value".into());
         }
         if self.flush_interval > Duration::from_secs(10) {
-            return bad(format!("flush_interval is {:?}; at most 10s", self.flush_interval));
+            return bad(format!(
+                "flush_interval is {:?}; at most 10s",
+                self.flush_interval
+            ));
         }
         if self.close_timeout > Duration::from_secs(3600) {
-            return bad(format!("close_timeout is {:?}; at most 1h", self.close_timeout));
+            return bad(format!(
+                "close_timeout is {:?}; at most 1h",
+                self.close_timeout
+            ));
         }
         self.retry.validate()
     }
@@ -144,7 +150,10 @@ impl RetryPolicy {
             return bad("retry.max_attempts must be >= 1".into());
         }
         if !(0.0..=1.0).contains(&self.jitter) {
-            return bad(format!("retry.jitter is {}; it must be within [0, 1]", self.jitter));
+            return bad(format!(
+                "retry.jitter is {}; it must be within [0, 1]",
+                self.jitter
+            ));
         }
         Ok(())
     }
@@ -160,7 +169,11 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     pub(crate) fn new(policy: &RetryPolicy) -> Self {
-        Self { rng: Rng::new(policy.seed), policy: policy.clone(), attempt: 0 }
+        Self {
+            rng: Rng::new(policy.seed),
+            policy: policy.clone(),
+            attempt: 0,
+        }
     }
 
     /// Starts a new retry sequence (after a success).
@@ -177,7 +190,11 @@ impl Backoff {
     pub(crate) fn next_delay(&mut self) -> Duration {
         let exp = self.attempt.min(30);
         self.attempt = self.attempt.saturating_add(1);
-        let full = self.policy.base.saturating_mul(1u32 << exp).min(self.policy.cap);
+        let full = self
+            .policy
+            .base
+            .saturating_mul(1u32 << exp)
+            .min(self.policy.cap);
         let jitter = full.mul_f64(self.policy.jitter * self.rng.next_f64());
         full.saturating_sub(jitter)
     }
@@ -197,31 +214,82 @@ mod tests {
 
     #[test]
     fn defaults_need_seq_types() {
-        assert!(matches!(Options::default().validate(), Err(Error::InvalidOptions(_))));
+        assert!(matches!(
+            Options::default().validate(),
+            Err(Error::InvalidOptions(_))
+        ));
         valid().validate().unwrap();
     }
 
     #[test]
     fn every_bad_field_is_named() {
         let cases: Vec<(Options, &str)> = vec![
-            (Options { cache_capacity: 0, ..valid() }, "cache_capacity"),
-            (Options { max_unflushed: 0, ..valid() }, "max_unflushed"),
-            (Options { flush_interval: Duration::from_secs(11), ..valid() }, "flush_interval"),
-            (Options { close_timeout: Duration::from_secs(7200), ..valid() }, "close_timeout"),
             (
-                Options { retry: RetryPolicy { base: Duration::ZERO, ..RetryPolicy::default() }, ..valid() },
+                Options {
+                    cache_capacity: 0,
+                    ..valid()
+                },
+                "cache_capacity",
+            ),
+            (
+                Options {
+                    max_unflushed: 0,
+                    ..valid()
+                },
+                "max_unflushed",
+            ),
+            (
+                Options {
+                    flush_interval: Duration::from_secs(11),
+                    ..valid()
+                },
+                "flush_interval",
+            ),
+            (
+                Options {
+                    close_timeout: Duration::from_secs(7200),
+                    ..valid()
+                },
+                "close_timeout",
+            ),
+            (
+                Options {
+                    retry: RetryPolicy {
+                        base: Duration::ZERO,
+                        ..RetryPolicy::default()
+                    },
+                    ..valid()
+                },
                 "retry.base",
             ),
             (
-                Options { retry: RetryPolicy { cap: Duration::from_millis(1), ..RetryPolicy::default() }, ..valid() },
+                Options {
+                    retry: RetryPolicy {
+                        cap: Duration::from_millis(1),
+                        ..RetryPolicy::default()
+                    },
+                    ..valid()
+                },
                 "retry.cap",
             ),
             (
-                Options { retry: RetryPolicy { max_attempts: 0, ..RetryPolicy::default() }, ..valid() },
+                Options {
+                    retry: RetryPolicy {
+                        max_attempts: 0,
+                        ..RetryPolicy::default()
+                    },
+                    ..valid()
+                },
                 "retry.max_attempts",
             ),
             (
-                Options { retry: RetryPolicy { jitter: f64::NAN, ..RetryPolicy::default() }, ..valid() },
+                Options {
+                    retry: RetryPolicy {
+                        jitter: f64::NAN,
+                        ..RetryPolicy::default()
+                    },
+                    ..valid()
+                },
                 "retry.jitter",
             ),
         ];

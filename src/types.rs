@@ -180,6 +180,11 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(err.contains("initial value 0"), "{err}");
-        assert!(SeqTypes::new().with(WsKind(1), SeqId(1), Number(1)).validate().is_ok());
+        assert!(
+            SeqTypes::new()
+                .with(WsKind(1), SeqId(1), Number(1))
+                .validate()
+                .is_ok()
+        );
     }
 }

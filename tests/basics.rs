@@ -70,8 +70,14 @@ fn unknown_kind_and_sequence_are_errors_not_panics() {
 
 #[test]
 fn invalid_options_are_rejected_at_open() {
-    let bad = seqd::Options { cache_capacity: 0, ..options() };
-    assert!(matches!(Sequencer::open(MemoryStorage::new(), bad), Err(Error::InvalidOptions(_))));
+    let bad = seqd::Options {
+        cache_capacity: 0,
+        ..options()
+    };
+    assert!(matches!(
+        Sequencer::open(MemoryStorage::new(), bad),
+        Err(Error::InvalidOptions(_))
+    ));
     let zero = seqd::Options {
         seq_types: SeqTypes::new().with(KIND, ID, Number(0)),
         ..options()
@@ -85,14 +91,22 @@ fn exhaustion_is_an_error_and_changes_nothing() {
     let storage = mem();
     storage
         .write_values_and_offset(
-            &[SeqValue { ws: WsId(1), seq: ID, number: Number(u64::MAX - 2) }],
+            &[SeqValue {
+                ws: WsId(1),
+                seq: ID,
+                number: Number(u64::MAX - 2),
+            }],
             PLogOffset(1),
         )
         .unwrap();
     let mut seq = Sequencer::open(storage.clone(), options()).unwrap();
     let mut tx = start(&mut seq, 1);
     assert!(matches!(tx.next_n(ID, 3), Err(Error::Exhausted { .. })));
-    assert_eq!(tx.next(ID).unwrap(), Number(u64::MAX - 1), "a failed next_n takes nothing");
+    assert_eq!(
+        tx.next(ID).unwrap(),
+        Number(u64::MAX - 1),
+        "a failed next_n takes nothing"
+    );
     assert_eq!(tx.next(ID).unwrap(), Number(u64::MAX));
     let err = tx.next(ID).unwrap_err();
     assert!(matches!(err, Error::Exhausted { .. }), "{err}");
@@ -107,13 +121,21 @@ fn initial_value_is_a_floor_over_lower_stored_numbers() {
     let storage = mem();
     storage
         .write_values_and_offset(
-            &[SeqValue { ws: WsId(1), seq: ID, number: Number(17) }],
+            &[SeqValue {
+                ws: WsId(1),
+                seq: ID,
+                number: Number(17),
+            }],
             PLogOffset(1),
         )
         .unwrap();
     let mut seq = Sequencer::open(storage, options()).unwrap();
     let mut tx = start(&mut seq, 1);
-    assert_eq!(tx.next(ID).unwrap(), Number(200_001), "I4: never below the initial value");
+    assert_eq!(
+        tx.next(ID).unwrap(),
+        Number(200_001),
+        "I4: never below the initial value"
+    );
     tx.flush();
 }
 
@@ -129,7 +151,11 @@ fn actualize_discards_and_reissues_the_same_numbers_and_offset() {
     assert!(is_busy(&seq.start(KIND, WsId(1))) || seq.stats().generation >= 2);
     let mut tx = start(&mut seq, 1);
     assert_eq!(tx.offset(), offset, "I3: the offset is handed out again");
-    assert_eq!(tx.next(ID).unwrap(), id, "I3: the number is handed out again");
+    assert_eq!(
+        tx.next(ID).unwrap(),
+        id,
+        "I3: the number is handed out again"
+    );
     tx.flush();
 }
 
@@ -169,7 +195,10 @@ fn actualize_keeps_flushed_events_that_are_in_the_plog() {
 #[test]
 fn cache_capacity_one_evicts_and_reloads_from_unflushed_and_storage() {
     let storage = mem();
-    let opts = seqd::Options { cache_capacity: 1, ..options() };
+    let opts = seqd::Options {
+        cache_capacity: 1,
+        ..options()
+    };
     let mut seq = Sequencer::open(storage.clone(), opts).unwrap();
     for round in 0..50u64 {
         for ws in 1..=3 {
@@ -196,15 +225,27 @@ fn recovery_from_plog_of_1_to_50_events() {
                 .append(
                     PLogOffset(o),
                     &[
-                        SeqValue { ws: WsId(o % 4), seq: ID, number: Number(200_000 + o) },
-                        SeqValue { ws: WsId(o % 4), seq: BLOCK, number: Number(o * 10) },
+                        SeqValue {
+                            ws: WsId(o % 4),
+                            seq: ID,
+                            number: Number(200_000 + o),
+                        },
+                        SeqValue {
+                            ws: WsId(o % 4),
+                            seq: BLOCK,
+                            number: Number(o * 10),
+                        },
                     ],
                 )
                 .unwrap();
         }
         let mut seq = Sequencer::open(storage.clone(), options()).unwrap();
         let mut tx = start(&mut seq, events % 4);
-        assert_eq!(tx.offset(), PLogOffset(events + 1), "I5 with {events} events");
+        assert_eq!(
+            tx.offset(),
+            PLogOffset(events + 1),
+            "I5 with {events} events"
+        );
         assert_eq!(tx.next(ID).unwrap(), Number(200_000 + events + 1));
         assert_eq!(tx.next(BLOCK).unwrap(), Number(events * 10 + 1));
         tx.flush();
@@ -219,19 +260,63 @@ fn replay_merges_by_max_and_never_lowers() {
     let storage = mem();
     storage
         .write_values_and_offset(
-            &[SeqValue { ws: WsId(1), seq: ID, number: Number(300_000) }],
+            &[SeqValue {
+                ws: WsId(1),
+                seq: ID,
+                number: Number(300_000),
+            }],
             PLogOffset(1),
         )
         .unwrap();
     // Events carrying lower numbers than the checkpoint (and than each other).
-    storage.append(PLogOffset(1), &[SeqValue { ws: WsId(1), seq: ID, number: Number(250_000) }]).unwrap();
-    storage.append(PLogOffset(2), &[SeqValue { ws: WsId(1), seq: ID, number: Number(260_000) }]).unwrap();
-    storage.append(PLogOffset(3), &[SeqValue { ws: WsId(1), seq: ID, number: Number(255_000) }]).unwrap();
-    storage.append(PLogOffset(4), &[SeqValue { ws: WsId(2), seq: ID, number: Number(200_500) }]).unwrap();
+    storage
+        .append(
+            PLogOffset(1),
+            &[SeqValue {
+                ws: WsId(1),
+                seq: ID,
+                number: Number(250_000),
+            }],
+        )
+        .unwrap();
+    storage
+        .append(
+            PLogOffset(2),
+            &[SeqValue {
+                ws: WsId(1),
+                seq: ID,
+                number: Number(260_000),
+            }],
+        )
+        .unwrap();
+    storage
+        .append(
+            PLogOffset(3),
+            &[SeqValue {
+                ws: WsId(1),
+                seq: ID,
+                number: Number(255_000),
+            }],
+        )
+        .unwrap();
+    storage
+        .append(
+            PLogOffset(4),
+            &[SeqValue {
+                ws: WsId(2),
+                seq: ID,
+                number: Number(200_500),
+            }],
+        )
+        .unwrap();
     let mut seq = Sequencer::open(storage.clone(), options()).unwrap();
     let mut tx = start(&mut seq, 1);
     assert_eq!(tx.offset(), PLogOffset(5));
-    assert_eq!(tx.next(ID).unwrap(), Number(300_001), "I4: replay never lowers");
+    assert_eq!(
+        tx.next(ID).unwrap(),
+        Number(300_001),
+        "I4: replay never lowers"
+    );
     tx.flush();
     let mut tx = start(&mut seq, 2);
     assert_eq!(tx.next(ID).unwrap(), Number(200_501));
@@ -244,16 +329,31 @@ fn replay_merges_by_max_and_never_lowers() {
 fn replay_in_bounded_batches_writes_progress() {
     let storage = mem();
     for o in 1..=1000u64 {
-        storage.append(PLogOffset(o), &[SeqValue { ws: WsId(o), seq: ID, number: Number(200_001) }]).unwrap();
+        storage
+            .append(
+                PLogOffset(o),
+                &[SeqValue {
+                    ws: WsId(o),
+                    seq: ID,
+                    number: Number(200_001),
+                }],
+            )
+            .unwrap();
     }
-    let opts = seqd::Options { max_unflushed: 100, ..options() };
+    let opts = seqd::Options {
+        max_unflushed: 100,
+        ..options()
+    };
     let mut seq = Sequencer::open(storage.clone(), opts).unwrap();
     let tx = start(&mut seq, 1);
     assert_eq!(tx.offset(), PLogOffset(1001));
     tx.flush();
     let st = seq.stats();
     assert_eq!(st.replayed_events, 1000);
-    assert!(st.flush_batches >= 10, "replay wrote in batches of <= 100 values: {st:?}");
+    assert!(
+        st.flush_batches >= 10,
+        "replay wrote in batches of <= 100 values: {st:?}"
+    );
     assert!(st.largest_batch <= 100, "{st:?}");
     assert_eq!(storage.len(), 1000);
 }
@@ -264,10 +364,18 @@ fn empty_and_offset_only_commits() {
     let mut seq = Sequencer::open(storage.clone(), options()).unwrap();
     let c = start(&mut seq, 1).flush();
     seq.wait_durable(c, WAIT).unwrap();
-    assert_eq!(storage.read_next_offset().unwrap(), PLogOffset(2), "an offset-only batch");
+    assert_eq!(
+        storage.read_next_offset().unwrap(),
+        PLogOffset(2),
+        "an offset-only batch"
+    );
     let writes = storage.write_count();
     std::thread::sleep(Duration::from_millis(20));
-    assert_eq!(storage.write_count(), writes, "nothing committed, nothing written");
+    assert_eq!(
+        storage.write_count(),
+        writes,
+        "nothing committed, nothing written"
+    );
     assert_eq!(seq.flushed_offset(), PLogOffset(1));
 }
 
@@ -300,14 +408,33 @@ fn wait_durable_reports_discarded_commits() {
     let c = tx.flush();
     // The flusher gives up after its retry budget and the actualizer discards the commit.
     let r = seq.wait_durable(c, WAIT);
-    assert!(matches!(r, Err(Error::Discarded { offset: PLogOffset(2) })), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(Error::Discarded {
+                offset: PLogOffset(2)
+            })
+        ),
+        "{r:?}"
+    );
     storage.heal();
     let mut tx = start(&mut seq, 1);
-    assert_eq!(tx.offset(), PLogOffset(2), "the discarded offset is reissued");
-    assert_eq!(tx.next(ID).unwrap(), Number(200_001), "and so is its number");
+    assert_eq!(
+        tx.offset(),
+        PLogOffset(2),
+        "the discarded offset is reissued"
+    );
+    assert_eq!(
+        tx.next(ID).unwrap(),
+        Number(200_001),
+        "and so is its number"
+    );
     let c2 = tx.flush();
     seq.wait_durable(c2, WAIT).unwrap();
-    assert!(matches!(seq.wait_durable(c, WAIT), Err(Error::Discarded { .. })));
+    assert!(matches!(
+        seq.wait_durable(c, WAIT),
+        Err(Error::Discarded { .. })
+    ));
 }
 
 #[test]

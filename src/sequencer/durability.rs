@@ -43,7 +43,12 @@ impl DurabilityWatcher {
 
     /// Every transaction with an offset at or below this is durable.
     pub fn flushed_offset(&self) -> PLogOffset {
-        PLogOffset(self.shared.durable_next.load(Ordering::Acquire).saturating_sub(1))
+        PLogOffset(
+            self.shared
+                .durable_next
+                .load(Ordering::Acquire)
+                .saturating_sub(1),
+        )
     }
 
     /// Whether `committed` is durable now (`Ok(false)`: not yet), or was discarded.
@@ -51,7 +56,9 @@ impl DurabilityWatcher {
         match self.verdict(committed) {
             Verdict::Durable => Ok(true),
             Verdict::Pending => Ok(false),
-            Verdict::Discarded => Err(Error::Discarded { offset: committed.offset }),
+            Verdict::Discarded => Err(Error::Discarded {
+                offset: committed.offset,
+            }),
         }
     }
 
@@ -67,16 +74,26 @@ impl DurabilityWatcher {
         loop {
             match verdict(&self.shared, &inner, committed) {
                 Verdict::Durable => return Ok(()),
-                Verdict::Discarded => return Err(Error::Discarded { offset: committed.offset }),
+                Verdict::Discarded => {
+                    return Err(Error::Discarded {
+                        offset: committed.offset,
+                    });
+                }
                 Verdict::Pending => {}
             }
             if self.shared.status() == Status::Poisoned || inner.worker_done {
-                let why = inner.poison.clone().unwrap_or_else(|| "the sequencer closed".into());
+                let why = inner
+                    .poison
+                    .clone()
+                    .unwrap_or_else(|| "the sequencer closed".into());
                 return Err(Error::Poisoned(why));
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Error::Timeout { offset: committed.offset, waited: now - start });
+                return Err(Error::Timeout {
+                    offset: committed.offset,
+                    waited: now - start,
+                });
             }
             inner = self
                 .shared
@@ -100,21 +117,35 @@ impl DurabilityWatcher {
 fn verdict(shared: &Shared, inner: &super::state::Inner, c: Committed) -> Verdict {
     let current = shared.generation.load(Ordering::Acquire);
     if c.generation != current {
-        match inner.discards.iter().find(|(ended, _)| *ended == c.generation) {
+        match inner
+            .discards
+            .iter()
+            .find(|(ended, _)| *ended == c.generation)
+        {
             Some(&(_, resumed_at)) if c.offset >= resumed_at => return Verdict::Discarded,
             Some(_) => {}
             // Still running (not recorded yet) or forgotten (too old to tell).
-            None if inner.discards.back().is_some_and(|(ended, _)| *ended > c.generation) => {
+            None if inner
+                .discards
+                .back()
+                .is_some_and(|(ended, _)| *ended > c.generation) =>
+            {
                 return Verdict::Discarded;
             }
             None => return Verdict::Pending,
         }
     }
-    if inner.durable_next > c.offset { Verdict::Durable } else { Verdict::Pending }
+    if inner.durable_next > c.offset {
+        Verdict::Durable
+    } else {
+        Verdict::Pending
+    }
 }
 
 impl std::fmt::Debug for DurabilityWatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DurabilityWatcher").field("flushed_offset", &self.flushed_offset()).finish()
+        f.debug_struct("DurabilityWatcher")
+            .field("flushed_offset", &self.flushed_offset())
+            .finish()
     }
 }

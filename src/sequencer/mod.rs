@@ -68,7 +68,11 @@ impl Sequencer {
     }
 
     /// [`open`](Self::open), naming the background thread (for a partition number, say).
-    pub fn open_named<S: SeqStorage>(storage: S, options: Options, name: &str) -> Result<Sequencer> {
+    pub fn open_named<S: SeqStorage>(
+        storage: S,
+        options: Options,
+        name: &str,
+    ) -> Result<Sequencer> {
         options.validate()?;
         let types = options.seq_types.clone();
         let cache = WsCache::new(options.cache_capacity);
@@ -139,8 +143,16 @@ impl Sequencer {
     fn ready(&mut self) -> Result<()> {
         match self.shared.status() {
             Status::Ready => {}
-            Status::Actualizing => return Err(Error::Busy { reason: BusyReason::Actualizing }),
-            Status::Closing => return Err(Error::Busy { reason: BusyReason::Closing }),
+            Status::Actualizing => {
+                return Err(Error::Busy {
+                    reason: BusyReason::Actualizing,
+                });
+            }
+            Status::Closing => {
+                return Err(Error::Busy {
+                    reason: BusyReason::Closing,
+                });
+            }
             Status::Poisoned => return Err(self.poisoned()),
         }
         let generation = self.shared.generation.load(Ordering::Acquire);
@@ -156,7 +168,10 @@ impl Sequencer {
         if unflushed >= self.max_unflushed {
             state::Counters::add(&self.shared.counters.busy_rejections, 1);
             return Err(Error::Busy {
-                reason: BusyReason::Backpressure { unflushed, limit: self.max_unflushed },
+                reason: BusyReason::Backpressure {
+                    unflushed,
+                    limit: self.max_unflushed,
+                },
             });
         }
         Ok(())
@@ -171,9 +186,18 @@ impl Sequencer {
         self.shared.tx_open.store(true, Ordering::SeqCst);
         if self.shared.status_seqcst() != Status::Ready {
             self.shared.tx_open.store(false, Ordering::SeqCst);
-            return Err(Error::Busy { reason: BusyReason::Actualizing });
+            return Err(Error::Busy {
+                reason: BusyReason::Actualizing,
+            });
         }
-        Ok(Transaction { kind, ws, offset: self.next_offset, slot: None, done: false, seq: self })
+        Ok(Transaction {
+            kind,
+            ws,
+            offset: self.next_offset,
+            slot: None,
+            done: false,
+            seq: self,
+        })
     }
 
     #[inline]
@@ -218,11 +242,13 @@ impl Sequencer {
         if missing {
             let stored = self.shared.storage.read_numbers(ws, &k.seqs)?;
             if stored.len() != k.len() {
-                return Err(Error::Storage(crate::storage::StorageError::permanent(format!(
-                    "read_numbers returned {} numbers for {} sequences",
-                    stored.len(),
-                    k.len()
-                ))));
+                return Err(Error::Storage(crate::storage::StorageError::permanent(
+                    format!(
+                        "read_numbers returned {} numbers for {} sequences",
+                        stored.len(),
+                        k.len()
+                    ),
+                )));
             }
             for (have, Number(s)) in self.load_buf.iter_mut().zip(stored) {
                 *have = (*have).max(s);
@@ -260,7 +286,10 @@ impl Sequencer {
         self.next_offset = next;
         self.commits += 1;
         self.shared.tx_open.store(false, Ordering::Release);
-        Committed { offset, generation: self.generation }
+        Committed {
+            offset,
+            generation: self.generation,
+        }
     }
 
     /// Drops all resident and unflushed state and asks the worker to rebuild it.
@@ -277,7 +306,12 @@ impl Sequencer {
 
     /// Every transaction with an offset at or below this is durable (`PLogOffset(0)`: none yet).
     pub fn flushed_offset(&self) -> PLogOffset {
-        PLogOffset(self.shared.durable_next.load(Ordering::Acquire).saturating_sub(1))
+        PLogOffset(
+            self.shared
+                .durable_next
+                .load(Ordering::Acquire)
+                .saturating_sub(1),
+        )
     }
 
     /// The offset the next transaction will get (after recovery, where the PLog ended).
@@ -353,7 +387,9 @@ impl Sequencer {
     }
 
     fn shutdown(&mut self) -> Result<()> {
-        let Some(worker) = self.worker.take() else { return Ok(()) };
+        let Some(worker) = self.worker.take() else {
+            return Ok(());
+        };
         let deadline = Instant::now() + self.shared.options.close_timeout;
         {
             let mut inner = self.shared.lock();
@@ -391,9 +427,10 @@ impl Sequencer {
             let _ = worker.join();
         }
         match lost {
-            Some((values, from_offset)) => {
-                Err(Error::Unpersisted { values, from_offset })
-            }
+            Some((values, from_offset)) => Err(Error::Unpersisted {
+                values,
+                from_offset,
+            }),
             None => Ok(()),
         }
     }

@@ -183,7 +183,8 @@ impl Shared {
     }
 
     pub(crate) fn recompute_unflushed(&self, inner: &Inner) {
-        self.unflushed.store(inner.pending.len() + inner.inflight_len, Ordering::Release);
+        self.unflushed
+            .store(inner.pending.len() + inner.inflight_len, Ordering::Release);
     }
 
     pub(crate) fn push_discard(inner: &mut Inner, ended_generation: u64, from: PLogOffset) {
@@ -224,6 +225,7 @@ impl Counters {
         Self::add(&self.total_flush_ns, ns);
         self.last_flush_ns.store(ns, Ordering::Relaxed);
         self.max_flush_ns.fetch_max(ns, Ordering::Relaxed);
-        self.largest_batch.fetch_max(values as u64, Ordering::Relaxed);
+        self.largest_batch
+            .fetch_max(values as u64, Ordering::Relaxed);
     }
 }

@@ -63,7 +63,12 @@ impl Transaction<'_> {
         let idx = self.seq.seq_index(self.kind, seq)?;
         let last = self.last_of(idx)?;
         let initial = self.seq.initial(self.kind, idx);
-        let exhausted = || Error::Exhausted { ws: self.ws, seq, last: Number(last), requested: count };
+        let exhausted = || Error::Exhausted {
+            ws: self.ws,
+            seq,
+            last: Number(last),
+            requested: count,
+        };
         let first = last.checked_add(1).ok_or_else(exhausted)?.max(initial);
         let new_last = first.checked_add(count - 1).ok_or_else(exhausted)?;
         self.seq.tx_last[idx] = new_last;
@@ -77,7 +82,12 @@ impl Transaction<'_> {
         let initial = self.seq.initial(self.kind, idx);
         match last.checked_add(1) {
             Some(n) => Ok(Number(n.max(initial))),
-            None => Err(Error::Exhausted { ws: self.ws, seq, last: Number(last), requested: 1 }),
+            None => Err(Error::Exhausted {
+                ws: self.ws,
+                seq,
+                last: Number(last),
+                requested: 1,
+            }),
         }
     }
 

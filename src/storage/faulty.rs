@@ -24,14 +24,26 @@ pub struct FaultOps {
 
 impl FaultOps {
     /// Every operation.
-    pub const ALL: FaultOps =
-        FaultOps { read_numbers: true, writes: true, read_offset: true, replay: true };
+    pub const ALL: FaultOps = FaultOps {
+        read_numbers: true,
+        writes: true,
+        read_offset: true,
+        replay: true,
+    };
     /// Only `write_values_and_offset`.
-    pub const WRITES: FaultOps =
-        FaultOps { read_numbers: false, writes: true, read_offset: false, replay: false };
+    pub const WRITES: FaultOps = FaultOps {
+        read_numbers: false,
+        writes: true,
+        read_offset: false,
+        replay: false,
+    };
     /// Only the reads: `read_numbers`, `read_next_offset` and `replay`.
-    pub const READS: FaultOps =
-        FaultOps { read_numbers: true, writes: false, read_offset: true, replay: true };
+    pub const READS: FaultOps = FaultOps {
+        read_numbers: true,
+        writes: false,
+        read_offset: true,
+        replay: true,
+    };
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -200,7 +212,11 @@ impl<S: SeqStorage> FaultyStorage<S> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let (latency, verdict) = {
             let mut f = lock(&self.faults);
-            let latency = if f.applies(op) { f.latency } else { Duration::ZERO };
+            let latency = if f.applies(op) {
+                f.latency
+            } else {
+                Duration::ZERO
+            };
             (latency, f.verdict(op))
         };
         if !latency.is_zero() {
@@ -242,7 +258,10 @@ impl Faults {
             return Ok(());
         }
         if self.forever {
-            return Err(injected(self.forever_retryable, "failing until switched off"));
+            return Err(injected(
+                self.forever_retryable,
+                "failing until switched off",
+            ));
         }
         if self.fail_next > 0 {
             self.fail_next -= 1;
@@ -257,7 +276,11 @@ impl Faults {
 
 fn injected(retryable: bool, why: &str) -> StorageError {
     let msg = format!("injected: {why}");
-    if retryable { StorageError::retryable(msg) } else { StorageError::permanent(msg) }
+    if retryable {
+        StorageError::retryable(msg)
+    } else {
+        StorageError::permanent(msg)
+    }
 }
 
 impl<S: SeqStorage> SeqStorage for FaultyStorage<S> {
@@ -281,7 +304,9 @@ impl<S: SeqStorage> SeqStorage for FaultyStorage<S> {
         };
         if ambiguous {
             self.injected.fetch_add(1, Ordering::Relaxed);
-            return Err(StorageError::retryable("injected: write landed but reported a timeout"));
+            return Err(StorageError::retryable(
+                "injected: write landed but reported a timeout",
+            ));
         }
         Ok(())
     }
@@ -291,11 +316,7 @@ impl<S: SeqStorage> SeqStorage for FaultyStorage<S> {
         self.inner.read_next_offset()
     }
 
-    fn replay(
-        &self,
-        from: PLogOffset,
-        apply: &mut ReplayFn<'_>,
-    ) -> Result<(), StorageError> {
+    fn replay(&self, from: PLogOffset, apply: &mut ReplayFn<'_>) -> Result<(), StorageError> {
         self.before(Op::Replay)?;
         self.inner.replay(from, apply)
     }

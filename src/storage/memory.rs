@@ -144,11 +144,7 @@ impl SeqStorage for MemoryStorage {
         Ok(self.lock().next_offset.unwrap_or(PLogOffset::FIRST))
     }
 
-    fn replay(
-        &self,
-        from: PLogOffset,
-        apply: &mut ReplayFn<'_>,
-    ) -> Result<(), StorageError> {
+    fn replay(&self, from: PLogOffset, apply: &mut ReplayFn<'_>) -> Result<(), StorageError> {
         let plog = self.plog.read().unwrap_or_else(|e| e.into_inner());
         for (&offset, values) in plog.range(from.0..) {
             apply(PLogOffset(offset), values)?;
@@ -162,22 +158,31 @@ mod tests {
     use super::*;
 
     fn v(ws: u64, seq: u16, n: u64) -> SeqValue {
-        SeqValue { ws: WsId(ws), seq: SeqId(seq), number: Number(n) }
+        SeqValue {
+            ws: WsId(ws),
+            seq: SeqId(seq),
+            number: Number(n),
+        }
     }
 
     #[test]
     fn fresh_store_reads_zero_and_offset_one() {
         let s = MemoryStorage::new();
         assert_eq!(s.read_next_offset().unwrap(), PLogOffset(1));
-        assert_eq!(s.read_numbers(WsId(1), &[SeqId(1), SeqId(2)]).unwrap(), vec![Number(0); 2]);
+        assert_eq!(
+            s.read_numbers(WsId(1), &[SeqId(1), SeqId(2)]).unwrap(),
+            vec![Number(0); 2]
+        );
     }
 
     #[test]
     fn write_then_read() {
         let s = MemoryStorage::new();
-        s.write_values_and_offset(&[v(1, 1, 10), v(1, 2, 20)], PLogOffset(5)).unwrap();
+        s.write_values_and_offset(&[v(1, 1, 10), v(1, 2, 20)], PLogOffset(5))
+            .unwrap();
         assert_eq!(
-            s.read_numbers(WsId(1), &[SeqId(2), SeqId(3), SeqId(1)]).unwrap(),
+            s.read_numbers(WsId(1), &[SeqId(2), SeqId(3), SeqId(1)])
+                .unwrap(),
             vec![Number(20), Number(0), Number(10)]
         );
         assert_eq!(s.read_next_offset().unwrap(), PLogOffset(5));
@@ -212,7 +217,11 @@ mod tests {
         let mut n = 0;
         let r = s.replay(PLogOffset(1), &mut |_, _| {
             n += 1;
-            if n == 3 { Err(StorageError::retryable("pause")) } else { Ok(()) }
+            if n == 3 {
+                Err(StorageError::retryable("pause"))
+            } else {
+                Ok(())
+            }
         });
         assert!(r.is_err());
         assert_eq!(n, 3);

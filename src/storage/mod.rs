@@ -8,6 +8,7 @@
 //! * [`FaultyStorage`]: wraps any storage and injects failures, latency and crashes;
 //! * `RocksDbStorage` (cargo feature `rocksdb`): the durable one.
 
+mod codec;
 mod faulty;
 mod memory;
 #[cfg(feature = "rocksdb")]
@@ -66,11 +67,7 @@ pub trait SeqStorage: Send + Sync + 'static {
     /// Calls `apply` once per PLog event with offset ≥ `from`, in ascending offset order, and
     /// stops at the first error `apply` returns (passing it back). Calling it again with a
     /// later `from` resumes there. A storage without a log replays nothing.
-    fn replay(
-        &self,
-        from: PLogOffset,
-        apply: &mut ReplayFn<'_>,
-    ) -> Result<(), StorageError>;
+    fn replay(&self, from: PLogOffset, apply: &mut ReplayFn<'_>) -> Result<(), StorageError>;
 }
 
 impl<S: SeqStorage + ?Sized> SeqStorage for Arc<S> {
@@ -87,11 +84,7 @@ impl<S: SeqStorage + ?Sized> SeqStorage for Arc<S> {
     fn read_next_offset(&self) -> Result<PLogOffset, StorageError> {
         (**self).read_next_offset()
     }
-    fn replay(
-        &self,
-        from: PLogOffset,
-        apply: &mut ReplayFn<'_>,
-    ) -> Result<(), StorageError> {
+    fn replay(&self, from: PLogOffset, apply: &mut ReplayFn<'_>) -> Result<(), StorageError> {
         (**self).replay(from, apply)
     }
 }
@@ -111,12 +104,20 @@ pub struct StorageError {
 impl StorageError {
     /// A failure that may go away if the same call is made again later.
     pub fn retryable(message: impl Into<String>) -> Self {
-        Self { retryable: true, message: message.into(), source: None }
+        Self {
+            retryable: true,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// A failure that the same call will hit again.
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self { retryable: false, message: message.into(), source: None }
+        Self {
+            retryable: false,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Attaches the underlying error.
@@ -139,14 +140,20 @@ impl StorageError {
 
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = if self.retryable { "retryable" } else { "permanent" };
+        let kind = if self.retryable {
+            "retryable"
+        } else {
+            "permanent"
+        };
         write!(f, "{kind} storage error: {}", self.message)
     }
 }
 
 impl std::error::Error for StorageError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -159,8 +166,7 @@ mod tests {
         let e = StorageError::retryable("disk busy");
         assert!(e.is_retryable());
         assert_eq!(e.to_string(), "retryable storage error: disk busy");
-        let e = StorageError::permanent("corrupt")
-            .with_source(std::io::Error::other("bad block"));
+        let e = StorageError::permanent("corrupt").with_source(std::io::Error::other("bad block"));
         assert!(!e.is_retryable());
         assert_eq!(e.message(), "corrupt");
         assert!(std::error::Error::source(&e).is_some());

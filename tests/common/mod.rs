@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod model;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +19,9 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 /// Kind 1: sequence 5 starts at 200_001 (record IDs), sequence 4 at 1.
 pub fn types() -> SeqTypes {
-    SeqTypes::new().with(KIND, ID, Number(200_001)).with(KIND, BLOCK, Number(1))
+    SeqTypes::new()
+        .with(KIND, ID, Number(200_001))
+        .with(KIND, BLOCK, Number(1))
 }
 
 /// Options with fast retries, so failure tests run quickly.
@@ -58,8 +62,16 @@ pub fn command(
     plog.append(
         offset,
         &[
-            SeqValue { ws: WsId(ws), seq: ID, number: id },
-            SeqValue { ws: WsId(ws), seq: BLOCK, number: Number(block.0 + n - 1) },
+            SeqValue {
+                ws: WsId(ws),
+                seq: ID,
+                number: id,
+            },
+            SeqValue {
+                ws: WsId(ws),
+                seq: BLOCK,
+                number: Number(block.0 + n - 1),
+            },
         ],
     )
     .expect("plog append");

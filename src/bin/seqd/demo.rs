@@ -54,31 +54,55 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
 
 /// Storage that also keeps a PLog the demo can append its events to.
 pub trait DemoLog: SeqStorage {
-    fn log(&self, offset: PLogOffset, values: &[SeqValue]) -> Result<(), Box<dyn std::error::Error>>;
+    fn log(
+        &self,
+        offset: PLogOffset,
+        values: &[SeqValue],
+    ) -> Result<(), Box<dyn std::error::Error>>;
 }
 
 impl DemoLog for MemoryStorage {
-    fn log(&self, offset: PLogOffset, values: &[SeqValue]) -> Result<(), Box<dyn std::error::Error>> {
+    fn log(
+        &self,
+        offset: PLogOffset,
+        values: &[SeqValue],
+    ) -> Result<(), Box<dyn std::error::Error>> {
         Ok(self.append(offset, values)?)
     }
 }
 
 #[cfg(feature = "rocksdb")]
 impl DemoLog for seqd::storage::RocksDbPartition {
-    fn log(&self, offset: PLogOffset, values: &[SeqValue]) -> Result<(), Box<dyn std::error::Error>> {
+    fn log(
+        &self,
+        offset: PLogOffset,
+        values: &[SeqValue],
+    ) -> Result<(), Box<dyn std::error::Error>> {
         Ok(self.append(offset, values)?)
     }
 }
 
-fn drive<S: DemoLog>(storage: Arc<S>, args: &DemoArgs, what: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn drive<S: DemoLog>(
+    storage: Arc<S>,
+    args: &DemoArgs,
+    what: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
     let options = Options {
-        seq_types: SeqTypes::new().with(KIND, RECORD_ID, Number(1)).with(KIND, INVOICE, Number(1000)),
+        seq_types: SeqTypes::new().with(KIND, RECORD_ID, Number(1)).with(
+            KIND,
+            INVOICE,
+            Number(1000),
+        ),
         ..Options::default()
     };
     let opened = Instant::now();
     let mut seq = Sequencer::open(Arc::clone(&storage), options)?;
     seq.wait_ready(Duration::from_secs(60))?;
-    println!("seqd demo: {what}; recovered in {:?}, resuming at offset {}", opened.elapsed(), seq.next_offset());
+    println!(
+        "seqd demo: {what}; recovered in {:?}, resuming at offset {}",
+        opened.elapsed(),
+        seq.next_offset()
+    );
 
     let t0 = Instant::now();
     let mut last = None;
@@ -89,14 +113,27 @@ fn drive<S: DemoLog>(storage: Arc<S>, args: &DemoArgs, what: &str) -> Result<(),
         let id = tx.next(RECORD_ID)?;
         let invoice = tx.next(INVOICE)?;
         if i < 3 || i + 1 == args.transactions {
-            println!("  offset {offset:>9}  workspace {ws:>6}  record id {id:>8}  invoice {invoice:>8}");
+            println!(
+                "  offset {offset:>9}  workspace {ws:>6}  record id {id:>8}  invoice {invoice:>8}"
+            );
         } else if i == 3 {
             println!("  ...");
         }
-        storage.log(offset, &[
-            SeqValue { ws, seq: RECORD_ID, number: id },
-            SeqValue { ws, seq: INVOICE, number: invoice },
-        ])?;
+        storage.log(
+            offset,
+            &[
+                SeqValue {
+                    ws,
+                    seq: RECORD_ID,
+                    number: id,
+                },
+                SeqValue {
+                    ws,
+                    seq: INVOICE,
+                    number: invoice,
+                },
+            ],
+        )?;
         last = Some(tx.flush());
     }
     let issued = t0.elapsed();
@@ -109,7 +146,11 @@ fn drive<S: DemoLog>(storage: Arc<S>, args: &DemoArgs, what: &str) -> Result<(),
     let per_sec = |d: Duration| args.transactions as f64 / d.as_secs_f64().max(1e-9);
     println!(
         "{} transactions ({} numbers) over {} workspaces: {:.0} tx/s in memory, {:.0} tx/s durable",
-        args.transactions, 2 * args.transactions, args.workspaces, per_sec(issued), per_sec(durable)
+        args.transactions,
+        2 * args.transactions,
+        args.workspaces,
+        per_sec(issued),
+        per_sec(durable)
     );
     println!(
         "flusher: {} batches, {} values, largest batch {}, mean write {:?}",
@@ -117,4 +158,3 @@ fn drive<S: DemoLog>(storage: Arc<S>, args: &DemoArgs, what: &str) -> Result<(),
     );
     Ok(())
 }
-

@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "seqd", version, about = "A persistent, partitioned sequence service")]
+#[command(
+    name = "seqd",
+    version,
+    about = "A persistent, partitioned sequence service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

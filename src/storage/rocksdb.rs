@@ -1,0 +1,419 @@
+//! [`RocksDbStorage`]: the durable storage, one RocksDB database per data directory holding
+//! any number of partitions. Format and durability argument: `design/storage.md`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Direction, ErrorKind,
+    IteratorMode, ReadOptions, SliceTransform, WriteBatch, WriteOptions,
+};
+
+use super::codec::{self, FORMAT_KEY, FORMAT_VERSION};
+use super::{ReplayFn, SeqStorage, SeqValue, StorageError};
+use crate::types::{Number, PLogOffset, PartitionId, SeqId, WsId};
+
+const CF_NUMBERS: &str = "numbers";
+const CF_CHECKPOINT: &str = "checkpoint";
+const CF_PLOG: &str = "plog";
+
+/// When a write is on disk.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Every write (checkpoint batch or PLog append) is fsynced before it returns. A returned
+    /// write survives power loss. The flusher's group commit is what makes this affordable.
+    #[default]
+    Sync,
+    /// Writes go to the write-ahead log without fsync: they survive a process crash but not
+    /// power loss, until the caller calls [`RocksDbStorage::sync`]. Atomicity is unchanged.
+    NoSync,
+}
+
+/// How a [`RocksDbStorage`] opens its database. Every default is documented on its field.
+#[derive(Clone, Debug)]
+pub struct RocksDbOptions {
+    /// Default: [`Durability::Sync`].
+    pub durability: Durability,
+    /// Bytes of block cache shared by all column families. Default: 64 MiB. The hot set is
+    /// the resident workspaces of the sequencers, so this only serves cache misses.
+    pub block_cache_bytes: usize,
+    /// LZ4-compress SST blocks. Default: true (keys share long prefixes; LZ4 is cheap).
+    pub compression: bool,
+    /// Bytes of memtable per column family before it is flushed. Default: 32 MiB.
+    pub write_buffer_bytes: usize,
+    /// Total write-ahead log size that forces memtable flushes. Default: 256 MiB.
+    pub max_total_wal_bytes: u64,
+}
+
+impl Default for RocksDbOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Sync,
+            block_cache_bytes: 64 << 20,
+            compression: true,
+            write_buffer_bytes: 32 << 20,
+            max_total_wal_bytes: 256 << 20,
+        }
+    }
+}
+
+impl RocksDbOptions {
+    fn validate(&self) -> Result<(), StorageError> {
+        if self.write_buffer_bytes < (1 << 20) {
+            return Err(StorageError::permanent(
+                "write_buffer_bytes must be at least 1 MiB",
+            ));
+        }
+        if self.max_total_wal_bytes < self.write_buffer_bytes as u64 {
+            return Err(StorageError::permanent(
+                "max_total_wal_bytes must be >= write_buffer_bytes",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A RocksDB database in one data directory. Cheap to clone; [`partition`](Self::partition)
+/// gives each partition's [`SeqStorage`]. One process owns a directory at a time: opening one
+/// that another process holds fails with an "already in use" error.
+#[derive(Clone)]
+pub struct RocksDbStorage {
+    db: Arc<DB>,
+    path: PathBuf,
+    durability: Durability,
+}
+
+/// One partition of a [`RocksDbStorage`]: its checkpoint and its PLog. Numbers are keyed by
+/// workspace alone, since a workspace belongs to exactly one partition.
+#[derive(Clone)]
+pub struct RocksDbPartition {
+    storage: RocksDbStorage,
+    partition: PartitionId,
+}
+
+impl RocksDbStorage {
+    /// Opens (creating if needed) the database in `path` with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        Self::open_with(path, RocksDbOptions::default())
+    }
+
+    /// Opens (creating if needed) the database in `path`.
+    ///
+    /// Errors: the directory is used by another process; it is not a seqd database; it was
+    /// written by another format version; RocksDB failed to open it.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: RocksDbOptions,
+    ) -> Result<Self, StorageError> {
+        options.validate()?;
+        let path = path.as_ref().to_path_buf();
+        let mut db_opts = rocksdb::Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_total_wal_size(options.max_total_wal_bytes);
+        db_opts.set_keep_log_file_num(4);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_bytes_per_sync(1 << 20);
+
+        let existing = rocksdb::DB::list_cf(&rocksdb::Options::default(), &path).ok();
+        if let Some(cfs) = &existing
+            && !cfs.iter().any(|c| c == CF_NUMBERS)
+        {
+            return Err(StorageError::permanent(format!(
+                "{} holds a RocksDB database that is not a seqd data directory \
+                 (no '{CF_NUMBERS}' column family); point --data-dir elsewhere",
+                path.display()
+            )));
+        }
+
+        let cache = Cache::new_lru_cache(options.block_cache_bytes);
+        let cf = |name: &str, prefix: Option<usize>| {
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            table.set_bloom_filter(10.0, false);
+            table.set_whole_key_filtering(true);
+            table.set_cache_index_and_filter_blocks(true);
+            let mut o = rocksdb::Options::default();
+            o.set_block_based_table_factory(&table);
+            o.set_write_buffer_size(options.write_buffer_bytes);
+            o.set_compression_type(if options.compression {
+                DBCompressionType::Lz4
+            } else {
+                DBCompressionType::None
+            });
+            if let Some(len) = prefix {
+                o.set_prefix_extractor(SliceTransform::create_fixed_prefix(len));
+                o.set_memtable_prefix_bloom_ratio(0.1);
+            }
+            ColumnFamilyDescriptor::new(name, o)
+        };
+        let cfs = vec![
+            cf(CF_NUMBERS, Some(8)),
+            cf(CF_CHECKPOINT, None),
+            cf(CF_PLOG, Some(2)),
+        ];
+        let db = DB::open_cf_descriptors(&db_opts, &path, cfs).map_err(|e| open_error(&path, e))?;
+        check_format(&db, &path, existing.is_some())?;
+        Ok(Self {
+            db: Arc::new(db),
+            path,
+            durability: options.durability,
+        })
+    }
+
+    /// Partition `p`'s storage.
+    pub fn partition(&self, p: PartitionId) -> RocksDbPartition {
+        RocksDbPartition {
+            storage: self.clone(),
+            partition: p,
+        }
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Fsyncs the write-ahead log: with [`Durability::NoSync`], everything written before this
+    /// call survives power loss after it returns.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        self.db.flush_wal(true).map_err(map_error)
+    }
+
+    fn write_options(&self) -> WriteOptions {
+        let mut w = WriteOptions::default();
+        w.set_sync(self.durability == Durability::Sync);
+        w
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StorageError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StorageError::permanent(format!("column family '{name}' is missing")))
+    }
+}
+
+/// Writes the format version into a new database; refuses one written by another version.
+fn check_format(db: &DB, path: &Path, existed: bool) -> Result<(), StorageError> {
+    match db.get(FORMAT_KEY).map_err(map_error)? {
+        Some(v) => {
+            let version = codec::decode_format(&v)?;
+            if version != FORMAT_VERSION {
+                return Err(StorageError::permanent(format!(
+                    "{} was written in seqd storage format {version}; this build reads format \
+                     {FORMAT_VERSION} only: use a matching seqd version",
+                    path.display()
+                )));
+            }
+            Ok(())
+        }
+        None if existed => Err(StorageError::permanent(format!(
+            "{} has seqd column families but no format version: refusing to guess; \
+             restore it from a backup or point --data-dir elsewhere",
+            path.display()
+        ))),
+        None => {
+            let mut w = WriteOptions::default();
+            w.set_sync(true);
+            db.put_opt(FORMAT_KEY, FORMAT_VERSION.to_be_bytes(), &w)
+                .map_err(map_error)
+        }
+    }
+}
+
+fn open_error(path: &Path, e: rocksdb::Error) -> StorageError {
+    let msg = e.to_string();
+    if msg.contains("lock") || msg.contains("LOCK") {
+        return StorageError::permanent(format!(
+            "data directory {} is already in use by another process (one owner per directory); \
+             stop it or choose another --data-dir",
+            path.display()
+        ))
+        .with_source(e);
+    }
+    map_error(e)
+}
+
+/// RocksDB status → retryable or not. Busy, timed out, try again, incomplete, aborted and I/O
+/// errors (a full or flaky disk) may pass; corruption, invalid arguments and "not supported"
+/// will not.
+fn map_error(e: rocksdb::Error) -> StorageError {
+    let msg = format!("rocksdb: {e}");
+    let retryable = matches!(
+        e.kind(),
+        ErrorKind::Busy
+            | ErrorKind::TimedOut
+            | ErrorKind::TryAgain
+            | ErrorKind::Incomplete
+            | ErrorKind::Aborted
+            | ErrorKind::Expired
+            | ErrorKind::IOError
+            | ErrorKind::ShutdownInProgress
+    );
+    if retryable {
+        StorageError::retryable(msg)
+    } else {
+        StorageError::permanent(msg)
+    }
+    .with_source(e)
+}
+
+impl RocksDbPartition {
+    /// The partition id.
+    pub fn id(&self) -> PartitionId {
+        self.partition
+    }
+
+    /// The database this partition lives in.
+    pub fn storage(&self) -> &RocksDbStorage {
+        &self.storage
+    }
+
+    /// Appends a PLog event at `offset` (durably, per the database's [`Durability`]).
+    /// Refuses an offset that already holds an event: the log is append-only.
+    pub fn append(&self, offset: PLogOffset, values: &[SeqValue]) -> Result<(), StorageError> {
+        if offset.0 == 0 {
+            return Err(StorageError::permanent("PLog offsets start at 1"));
+        }
+        let cf = self.storage.cf(CF_PLOG)?;
+        let key = codec::plog_key(self.partition, offset);
+        if self
+            .storage
+            .db
+            .get_pinned_cf(cf, key)
+            .map_err(map_error)?
+            .is_some()
+        {
+            return Err(StorageError::permanent(format!(
+                "PLog of partition {} already has an event at offset {offset}",
+                self.partition
+            )));
+        }
+        let bytes = codec::encode_event(values)?;
+        self.storage
+            .db
+            .put_cf_opt(cf, key, bytes, &self.storage.write_options())
+            .map_err(map_error)
+    }
+
+    /// The offset of this partition's last PLog event, if any.
+    pub fn last_plog_offset(&self) -> Result<Option<PLogOffset>, StorageError> {
+        let cf = self.storage.cf(CF_PLOG)?;
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(codec::plog_key(self.partition, PLogOffset(0)).to_vec());
+        ro.set_iterate_upper_bound(self.upper_bound());
+        ro.set_total_order_seek(true);
+        let mut it = self.storage.db.iterator_cf_opt(cf, ro, IteratorMode::End);
+        match it.next() {
+            Some(Ok((k, _))) => Ok(Some(codec::decode_plog_key(&k)?.1)),
+            Some(Err(e)) => Err(map_error(e)),
+            None => Ok(None),
+        }
+    }
+
+    /// The first key after this partition's PLog range.
+    fn upper_bound(&self) -> Vec<u8> {
+        match self.partition.0.checked_add(1) {
+            Some(next) => next.to_be_bytes().to_vec(),
+            None => vec![0xff; 11],
+        }
+    }
+}
+
+impl SeqStorage for RocksDbPartition {
+    fn read_numbers(&self, ws: WsId, seqs: &[SeqId]) -> Result<Vec<Number>, StorageError> {
+        let cf = self.storage.cf(CF_NUMBERS)?;
+        let keys: Vec<[u8; 10]> = seqs.iter().map(|s| codec::number_key(ws, *s)).collect();
+        let sorted = keys.windows(2).all(|w| w[0] <= w[1]);
+        let results = self.storage.db.batched_multi_get_cf(cf, &keys, sorted);
+        results
+            .into_iter()
+            .map(|r| match r.map_err(map_error)? {
+                Some(v) => Ok(Number(codec::decode_u64("stored number", &v)?)),
+                None => Ok(Number(0)),
+            })
+            .collect()
+    }
+
+    fn write_values_and_offset(
+        &self,
+        values: &[SeqValue],
+        next_offset: PLogOffset,
+    ) -> Result<(), StorageError> {
+        let numbers = self.storage.cf(CF_NUMBERS)?;
+        let checkpoint = self.storage.cf(CF_CHECKPOINT)?;
+        let mut batch = WriteBatch::default();
+        for v in values {
+            batch.put_cf(
+                numbers,
+                codec::number_key(v.ws, v.seq),
+                codec::u64_value(v.number.0),
+            );
+        }
+        batch.put_cf(
+            checkpoint,
+            codec::checkpoint_key(self.partition),
+            codec::u64_value(next_offset.0),
+        );
+        self.storage
+            .db
+            .write_opt(batch, &self.storage.write_options())
+            .map_err(map_error)
+    }
+
+    fn read_next_offset(&self) -> Result<PLogOffset, StorageError> {
+        let cf = self.storage.cf(CF_CHECKPOINT)?;
+        match self
+            .storage
+            .db
+            .get_pinned_cf(cf, codec::checkpoint_key(self.partition))
+        {
+            Ok(Some(v)) => Ok(PLogOffset(codec::decode_u64("checkpoint", &v)?)),
+            Ok(None) => Ok(PLogOffset::FIRST),
+            Err(e) => Err(map_error(e)),
+        }
+    }
+
+    fn replay(&self, from: PLogOffset, apply: &mut ReplayFn<'_>) -> Result<(), StorageError> {
+        let cf = self.storage.cf(CF_PLOG)?;
+        let start = codec::plog_key(self.partition, from);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(self.upper_bound());
+        ro.fill_cache(false);
+        let it =
+            self.storage
+                .db
+                .iterator_cf_opt(cf, ro, IteratorMode::From(&start, Direction::Forward));
+        let mut values = Vec::new();
+        for item in it {
+            let (k, v) = item.map_err(map_error)?;
+            let (p, offset) = codec::decode_plog_key(&k)?;
+            if p != self.partition {
+                break;
+            }
+            codec::decode_event(&v, &mut values)?;
+            apply(offset, &values)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for RocksDbStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RocksDbStorage")
+            .field("path", &self.path)
+            .field("durability", &self.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for RocksDbPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RocksDbPartition")
+            .field("path", &self.storage.path)
+            .field("partition", &self.partition)
+            .finish()
+    }
+}
