@@ -338,7 +338,7 @@ fn many_random_flush_and_actualize_cycles() {
                 continue;
             }
         };
-        if (rng >> 8) % 4 == 0 {
+        if (rng >> 8).is_multiple_of(4) {
             tx.actualize();
             continue;
         }

@@ -131,20 +131,23 @@ pub struct Harness<B: Backend> {
     pub committed: u64,
 }
 
+/// A key of the model: (workspace, index into `SEQS`).
+type Key = (u64, usize);
+
 /// The plain model the sequencer is compared with.
 #[derive(Default)]
 struct Model {
     /// The truth: max number per key over every PLog event.
-    plog_max: HashMap<(u64, usize), u64>,
+    plog_max: HashMap<Key, u64>,
     plog_last: u64,
     /// What the sequencer should believe: the truth as of its last actualization, plus its
     /// own commits since.
-    view: HashMap<(u64, usize), u64>,
+    view: HashMap<Key, u64>,
     expected_offset: u64,
     /// A foreign event landed since the last actualization.
     foreign_pending: bool,
     /// Every PLog event: (offset, [(key, number)]).
-    events: Vec<(u64, Vec<((u64, usize), u64)>)>,
+    events: Vec<(u64, Vec<(Key, u64)>)>,
 }
 
 impl Model {
@@ -167,7 +170,7 @@ impl Model {
         self.foreign_pending = base <= self.plog_last;
     }
 
-    fn logged(&mut self, offset: u64, values: Vec<((u64, usize), u64)>) {
+    fn logged(&mut self, offset: u64, values: Vec<(Key, u64)>) {
         for &(key, n) in &values {
             let m = self.plog_max.entry(key).or_insert(0);
             *m = (*m).max(n);
