@@ -163,6 +163,10 @@ fn flush(
 /// The batch could not be written. Stopping: record the loss and exit. Otherwise hand the
 /// partition to the actualizer, which drops unflushed state and rebuilds it from storage and
 /// the PLog.
+///
+/// The failed batch stays in `inflight` until the actualizer discards it: a transaction that
+/// is open right now may still miss the cache and must find those numbers there, or it would
+/// hand out a committed number again. The actualizer discards only once no transaction is open.
 fn give_up(shared: &Shared, batch: Arc<ValueMap>, stopping: bool) -> bool {
     drop(batch);
     let mut inner = shared.lock();
@@ -172,8 +176,6 @@ fn give_up(shared: &Shared, batch: Arc<ValueMap>, stopping: bool) -> bool {
         return false;
     }
     Counters::add(&shared.counters.flush_give_ups, 1);
-    finish_inflight(&mut inner);
-    shared.recompute_unflushed(&inner);
     inner.actualize_requested = true;
     shared.begin_actualizing();
     drop(inner);

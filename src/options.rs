@@ -60,7 +60,7 @@ impl Default for Options {
             seq_types: SeqTypes::new(),
             cache_capacity: 100_000,
             max_unflushed: 100_000,
-            flush_interval: Duration::ZERO,
+            flush_interval: Duration::from_millis(1),
             retry: RetryPolicy::default(),
             close_timeout: Duration::from_secs(5),
             clock: Arc::new(SystemClock),

@@ -73,6 +73,7 @@ pub struct SeqTypes {
 /// The sequences of one workspace kind, sorted by id.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct KindSeqs {
+    pub(crate) kind: WsKind,
     pub(crate) seqs: Vec<SeqId>,
     pub(crate) initials: Vec<Number>,
 }
@@ -101,7 +102,10 @@ impl SeqTypes {
     /// [`crate::Sequencer::open`] rejects a catalogue that breaks this.
     #[must_use]
     pub fn with(mut self, kind: WsKind, seq: SeqId, initial: Number) -> Self {
-        let k = self.kinds.entry(kind).or_default();
+        let k = self.kinds.entry(kind).or_insert_with(|| KindSeqs {
+            kind,
+            ..KindSeqs::default()
+        });
         match k.seqs.binary_search(&seq) {
             Ok(i) => k.initials[i] = initial,
             Err(i) => {
@@ -131,8 +135,16 @@ impl SeqTypes {
         self.kinds.is_empty()
     }
 
-    pub(crate) fn kind(&self, kind: WsKind) -> Option<&KindSeqs> {
-        self.kinds.get(&kind)
+    /// The catalogue as a dense table for the hot path: kind → index, and the sequences of
+    /// each kind at that index.
+    pub(crate) fn compile(&self) -> (FxHashMap<WsKind, usize>, Vec<KindSeqs>) {
+        let mut index = FxHashMap::default();
+        let mut table = Vec::with_capacity(self.kinds.len());
+        for (kind, seqs) in &self.kinds {
+            index.insert(*kind, table.len());
+            table.push(seqs.clone());
+        }
+        (index, table)
     }
 
     /// Checks the rules `open` enforces; returns a message naming the offending entry.

@@ -115,6 +115,7 @@ fn transient_write_failures_are_retried_with_backoff() {
     let clock = Arc::new(ManualClock::new());
     let opts = Options {
         clock: clock.clone(),
+        flush_interval: Duration::ZERO,
         retry: RetryPolicy {
             base: Duration::from_millis(100),
             cap: Duration::from_millis(400),
@@ -367,4 +368,41 @@ fn many_random_flush_and_actualize_cycles() {
     for (ws, n) in last {
         assert_eq!(mem.number(WsId(ws), ID), Some(n));
     }
+}
+
+/// Found in review: when the flusher gave up a batch it dropped the batch from `inflight` at
+/// once, before the actualizer's handshake with the open transaction. A transaction already
+/// open on an evicted workspace then missed its committed numbers and read the older stored
+/// ones: it would hand out a committed number again.
+#[test]
+fn regression_give_up_keeps_the_failed_batch_visible_to_the_open_transaction() {
+    let (mem, storage) = faulty();
+    let opts = Options {
+        cache_capacity: 1,
+        ..options()
+    };
+    let mut seq = Sequencer::open(storage.clone(), opts).unwrap();
+    let (_, a1, _, c) = command(&mut seq, &mem, 1, 1);
+    seq.wait_durable(c, WAIT).unwrap();
+    // Writes now take a while and then fail permanently: the flusher gives up at once.
+    storage.limit_to(FaultOps::WRITES);
+    storage.set_latency(Duration::from_millis(300));
+    storage.fail_forever(true, false);
+    let (_, a2, _, _) = command(&mut seq, &mem, 1, 1); // in the doomed batch
+    assert_eq!(a2.0, a1.0 + 1);
+    command(&mut seq, &mem, 2, 1); // evicts workspace 1
+    let mut tx = start(&mut seq, 1); // open before the give-up
+    eventually("the flusher gives up", || storage.injected() >= 1);
+    std::thread::sleep(Duration::from_millis(20));
+    let a3 = tx.next(ID).unwrap();
+    assert_eq!(
+        a3.0,
+        a2.0 + 1,
+        "I2: {a2} was committed and must not be handed out again"
+    );
+    tx.actualize();
+    storage.heal();
+    let mut tx = start(&mut seq, 1);
+    assert_eq!(tx.next(ID).unwrap().0, a2.0 + 1);
+    tx.flush();
 }

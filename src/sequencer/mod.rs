@@ -15,7 +15,9 @@ use crate::flusher;
 use crate::options::Options;
 use crate::stats::{SequencerState, Stats};
 use crate::storage::SeqStorage;
-use crate::types::{Number, PLogOffset, SeqId, SeqTypes, WsId, WsKind};
+use rustc_hash::FxHashMap;
+
+use crate::types::{KindSeqs, Number, PLogOffset, SeqId, WsId, WsKind};
 
 pub use durability::{Committed, DurabilityWatcher};
 use state::{Shared, Status};
@@ -45,7 +47,9 @@ pub use transaction::Transaction;
 /// ```
 pub struct Sequencer {
     shared: Arc<Shared>,
-    types: SeqTypes,
+    /// `Options::seq_types`, compiled: kind → index into `kinds`.
+    kind_index: FxHashMap<WsKind, usize>,
+    kinds: Vec<KindSeqs>,
     pub(crate) cache: WsCache,
     next_offset: PLogOffset,
     generation: u64,
@@ -74,7 +78,7 @@ impl Sequencer {
         name: &str,
     ) -> Result<Sequencer> {
         options.validate()?;
-        let types = options.seq_types.clone();
+        let (kind_index, kinds) = options.seq_types.compile();
         let cache = WsCache::new(options.cache_capacity);
         let max_unflushed = options.max_unflushed;
         let shared = Arc::new(Shared::new(Arc::new(storage), options));
@@ -83,7 +87,8 @@ impl Sequencer {
         })?;
         Ok(Sequencer {
             shared,
-            types,
+            kind_index,
+            kinds,
             cache,
             next_offset: PLogOffset::FIRST,
             generation: 0,
@@ -120,6 +125,11 @@ impl Sequencer {
     /// Waits up to `timeout` until a transaction could start: recovery done and unflushed
     /// state below `max_unflushed`. Errors as [`start`](Self::start) when it runs out of time.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        // The common case first: no clock read on the hot path.
+        match self.ready() {
+            Err(Error::Busy { .. }) => {}
+            other => return other,
+        }
         let deadline = Instant::now() + timeout;
         loop {
             match self.ready() {
@@ -179,7 +189,8 @@ impl Sequencer {
 
     #[inline]
     fn begin(&mut self, kind: WsKind, ws: WsId) -> Result<Transaction<'_>> {
-        let n = self.types.kind(kind).ok_or(Error::UnknownKind(kind))?.len();
+        let ki = *self.kind_index.get(&kind).ok_or(Error::UnknownKind(kind))?;
+        let n = self.kinds[ki].len();
         self.tx_last.clear();
         self.tx_last.resize(n, 0);
         // Handshake with the actualizer: it flips the status, then waits for tx_open to clear.
@@ -192,6 +203,7 @@ impl Sequencer {
         }
         Ok(Transaction {
             kind,
+            ki,
             ws,
             offset: self.next_offset,
             slot: None,
@@ -201,27 +213,27 @@ impl Sequencer {
     }
 
     #[inline]
-    pub(crate) fn seq_index(&self, kind: WsKind, seq: SeqId) -> Result<usize> {
-        self.types
-            .kind(kind)
-            .and_then(|k| k.index_of(seq))
-            .ok_or(Error::UnknownSeq { kind, seq })
+    pub(crate) fn seq_index(&self, ki: usize, seq: SeqId) -> Result<usize> {
+        let k = &self.kinds[ki];
+        k.index_of(seq)
+            .ok_or(Error::UnknownSeq { kind: k.kind, seq })
     }
 
     #[inline]
-    pub(crate) fn initial(&self, kind: WsKind, idx: usize) -> u64 {
-        self.types.kind(kind).map_or(1, |k| k.initials[idx].0)
+    pub(crate) fn initial(&self, ki: usize, idx: usize) -> u64 {
+        self.kinds[ki].initials[idx].0
     }
 
     /// The cache slot of `ws`, loading it on a miss: unflushed values first (under the lock),
     /// then one `read_numbers` for the whole workspace, merged by `max`. The order matters:
     /// the flusher moves values pending → in flight → storage and clears "in flight" only
     /// after the write, so looking at the maps before storage cannot miss a value in transit.
-    pub(crate) fn resolve(&mut self, kind: WsKind, ws: WsId) -> Result<u32> {
+    pub(crate) fn resolve(&mut self, ki: usize, ws: WsId) -> Result<u32> {
+        let k = &self.kinds[ki];
+        let kind = k.kind;
         if let Some(slot) = self.cache.get(ws, kind) {
             return Ok(slot);
         }
-        let k = self.types.kind(kind).ok_or(Error::UnknownKind(kind))?;
         self.load_buf.clear();
         self.load_buf.resize(k.len(), 0);
         let mut missing = false;
@@ -260,14 +272,15 @@ impl Sequencer {
     /// Publishes the open transaction's numbers and queues them for the flusher.
     pub(crate) fn commit(
         &mut self,
-        kind: WsKind,
+        ki: usize,
         ws: WsId,
         slot: Option<u32>,
         offset: PLogOffset,
     ) -> Committed {
         let next = PLogOffset(offset.0 + 1);
         let mut inner = self.shared.lock();
-        if let (Some(slot), Some(k)) = (slot, self.types.kind(kind)) {
+        if let Some(slot) = slot {
+            let k = &self.kinds[ki];
             let entry = self.cache.slot_mut(slot);
             for (i, &n) in self.tx_last.iter().enumerate() {
                 if n != 0 {

@@ -21,6 +21,8 @@ use crate::types::{Number, PLogOffset, SeqId, WsId, WsKind};
 pub struct Transaction<'a> {
     pub(super) seq: &'a mut Sequencer,
     pub(super) kind: WsKind,
+    /// Index of the kind in the sequencer's compiled catalogue.
+    pub(super) ki: usize,
     pub(super) ws: WsId,
     pub(super) offset: PLogOffset,
     /// Cache slot of the workspace, once a `next` has needed it.
@@ -60,9 +62,9 @@ impl Transaction<'_> {
         if count == 0 {
             return Err(Error::InvalidArgument("next_n count must be >= 1".into()));
         }
-        let idx = self.seq.seq_index(self.kind, seq)?;
+        let idx = self.seq.seq_index(self.ki, seq)?;
         let last = self.last_of(idx)?;
-        let initial = self.seq.initial(self.kind, idx);
+        let initial = self.seq.initial(self.ki, idx);
         let exhausted = || Error::Exhausted {
             ws: self.ws,
             seq,
@@ -77,9 +79,9 @@ impl Transaction<'_> {
 
     /// The number the next `next(seq)` would return, without taking it.
     pub fn peek(&mut self, seq: SeqId) -> Result<Number> {
-        let idx = self.seq.seq_index(self.kind, seq)?;
+        let idx = self.seq.seq_index(self.ki, seq)?;
         let last = self.last_of(idx)?;
-        let initial = self.seq.initial(self.kind, idx);
+        let initial = self.seq.initial(self.ki, idx);
         match last.checked_add(1) {
             Some(n) => Ok(Number(n.max(initial))),
             None => Err(Error::Exhausted {
@@ -102,7 +104,7 @@ impl Transaction<'_> {
         let slot = match self.slot {
             Some(s) => s,
             None => {
-                let s = self.seq.resolve(self.kind, self.ws)?;
+                let s = self.seq.resolve(self.ki, self.ws)?;
                 self.slot = Some(s);
                 s
             }
@@ -116,7 +118,7 @@ impl Transaction<'_> {
     /// The returned [`Committed`] can be passed to [`Sequencer::wait_durable`].
     pub fn flush(mut self) -> Committed {
         self.done = true;
-        self.seq.commit(self.kind, self.ws, self.slot, self.offset)
+        self.seq.commit(self.ki, self.ws, self.slot, self.offset)
     }
 
     /// Cancels: the PLog write failed. Discards this transaction's numbers and all unflushed

@@ -417,3 +417,80 @@ impl fmt::Debug for RocksDbPartition {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
+    }
+
+    #[test]
+    fn refuses_a_foreign_rocksdb_database() {
+        let dir = tmp();
+        {
+            let mut o = rocksdb::Options::default();
+            o.create_if_missing(true);
+            let db = DB::open(&o, dir.path()).unwrap();
+            db.put(b"k", b"v").unwrap();
+        }
+        let err = RocksDbStorage::open(dir.path()).unwrap_err();
+        assert!(err.message().contains("not a seqd data directory"), "{err}");
+        assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn refuses_another_format_version() {
+        let dir = tmp();
+        drop(RocksDbStorage::open(dir.path()).unwrap());
+        {
+            let s = RocksDbStorage::open(dir.path()).unwrap();
+            s.db.put(FORMAT_KEY, 2u32.to_be_bytes()).unwrap();
+        }
+        let err = RocksDbStorage::open(dir.path()).unwrap_err();
+        assert!(err.message().contains("format 2"), "{err}");
+        {
+            // A seqd layout without a version key is refused too.
+            let mut o = rocksdb::Options::default();
+            o.create_if_missing(true);
+            let cfs = [CF_NUMBERS, CF_CHECKPOINT, CF_PLOG];
+            let db = DB::open_cf(&o, dir.path(), cfs).unwrap();
+            db.delete(FORMAT_KEY).unwrap();
+        }
+        let err = RocksDbStorage::open(dir.path()).unwrap_err();
+        assert!(err.message().contains("no format version"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_values_are_permanent_errors() {
+        let dir = tmp();
+        let s = RocksDbStorage::open(dir.path()).unwrap();
+        let p = s.partition(PartitionId(0));
+        let cf = s.cf(CF_NUMBERS).unwrap();
+        s.db.put_cf(cf, codec::number_key(WsId(1), SeqId(1)), [1, 2, 3])
+            .unwrap();
+        let err = p.read_numbers(WsId(1), &[SeqId(1)]).unwrap_err();
+        assert!(
+            !err.is_retryable() && err.message().contains("corrupt"),
+            "{err}"
+        );
+        let cf = s.cf(CF_PLOG).unwrap();
+        s.db.put_cf(cf, codec::plog_key(PartitionId(0), PLogOffset(1)), [9])
+            .unwrap();
+        let err = p.replay(PLogOffset(1), &mut |_, _| Ok(())).unwrap_err();
+        assert!(err.message().contains("version 9"), "{err}");
+    }
+
+    #[test]
+    fn error_mapping_classifies_retryable() {
+        // rocksdb::Error has no public constructor; classify by what `kind()` parses.
+        let busy = StorageError::retryable("x");
+        assert!(busy.is_retryable());
+        let opts = RocksDbOptions {
+            write_buffer_bytes: 10,
+            ..RocksDbOptions::default()
+        };
+        assert!(RocksDbStorage::open_with(tmp().path(), opts).is_err());
+    }
+}

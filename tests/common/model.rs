@@ -123,7 +123,8 @@ pub fn options() -> Options {
 
 pub struct Harness<B: Backend> {
     backend: B,
-    faulty: Arc<FaultyStorage<B::S>>,
+    /// `None` only while restarting, so the old storage handle is gone before the new opens.
+    faulty: Option<Arc<FaultyStorage<B::S>>>,
     seq: Option<Sequencer>,
     faults: Faults,
     crash_armed: bool,
@@ -189,7 +190,7 @@ impl<B: Backend> Harness<B> {
             .expect("recovery without faults");
         Self {
             backend,
-            faulty,
+            faulty: Some(faulty),
             seq: Some(seq),
             faults: Faults::None,
             crash_armed: false,
@@ -201,8 +202,14 @@ impl<B: Backend> Harness<B> {
         }
     }
 
+    fn faulty(&self) -> &Arc<FaultyStorage<B::S>> {
+        self.faulty
+            .as_ref()
+            .expect("storage is open between operations")
+    }
+
     fn faults_on(&self) -> bool {
-        !matches!(self.faults, Faults::None) || self.crash_armed || self.faulty.is_crashed()
+        !matches!(self.faults, Faults::None) || self.crash_armed || self.faulty().is_crashed()
     }
 
     fn seq(&mut self) -> &mut Sequencer {
@@ -219,7 +226,7 @@ impl<B: Backend> Harness<B> {
             }
             Op::Faults(f) => self.set_faults(f.clone()),
             Op::CrashAfter(n) => {
-                self.faulty.crash_after_writes(*n);
+                self.faulty().crash_after_writes(*n);
                 self.crash_armed = true;
             }
             Op::Reopen => self.reopen(),
@@ -242,7 +249,7 @@ impl<B: Backend> Harness<B> {
     }
 
     fn set_faults(&mut self, f: Faults) {
-        self.faulty.heal();
+        self.faulty().heal();
         if self.crash_armed {
             // heal() cleared an armed crash too.
             self.crash_armed = false;
@@ -250,14 +257,14 @@ impl<B: Backend> Harness<B> {
         match &f {
             Faults::None => {}
             Faults::WritesForever => {
-                self.faulty.limit_to(FaultOps::WRITES);
-                self.faulty.fail_forever(true, true);
+                self.faulty().limit_to(FaultOps::WRITES);
+                self.faulty().fail_forever(true, true);
             }
             Faults::ReadsForever => {
-                self.faulty.limit_to(FaultOps::READS);
-                self.faulty.fail_forever(true, true);
+                self.faulty().limit_to(FaultOps::READS);
+                self.faulty().fail_forever(true, true);
             }
-            Faults::Rate(p, seed) => self.faulty.fail_rate(f64::from(*p) / 100.0, *seed),
+            Faults::Rate(p, seed) => self.faulty().fail_rate(f64::from(*p) / 100.0, *seed),
         }
         self.faults = f;
     }
@@ -359,7 +366,7 @@ impl<B: Backend> Harness<B> {
     }
 
     fn reopen(&mut self) {
-        self.faulty.crash();
+        self.faulty().crash();
         let t0 = Instant::now();
         drop(self.seq.take());
         assert!(
@@ -367,11 +374,12 @@ impl<B: Backend> Harness<B> {
             "I8: dropping a sequencer on crashed storage took {:?}",
             t0.elapsed()
         );
+        self.faulty = None;
         self.backend.restart();
-        self.faulty = Arc::new(FaultyStorage::new(self.backend.storage()));
+        self.faulty = Some(Arc::new(FaultyStorage::new(self.backend.storage())));
         self.faults = Faults::None;
         self.crash_armed = false;
-        let mut seq = Sequencer::open(Arc::clone(&self.faulty), options()).expect("reopen");
+        let mut seq = Sequencer::open(Arc::clone(self.faulty()), options()).expect("reopen");
         seq.wait_ready(Duration::from_secs(10))
             .expect("recovery without faults");
         self.seq = Some(seq);
@@ -444,7 +452,7 @@ impl<B: Backend> Harness<B> {
     /// Ends the run: heal, let it settle, check everything is durable, close cleanly.
     pub fn finish(mut self) {
         self.set_faults(Faults::None);
-        if self.faulty.is_crashed() {
+        if self.faulty().is_crashed() {
             self.reopen();
         }
         self.sync();

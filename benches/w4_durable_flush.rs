@@ -1,0 +1,84 @@
+//! W4 durable flush: distinct keys persisted per second through the sequencer's flusher into
+//! `RocksDbStorage` with fsync on every write, at batch sizes 1, 100 and 10,000 (the writer
+//! commits a batch's worth of transactions on distinct workspaces, then waits until the last
+//! is durable), and the fsync latency of one small write on the same disk, to show how close
+//! the flusher gets to the device. `SEQD_W4_KEYS` sets the key count (default 1,000,000; the
+//! batch-size-1 run uses 1/100 of it, since it is fsync-bound).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use seqd::storage::{RocksDbStorage, SeqStorage, SeqValue};
+use seqd::{Number, Options, PLogOffset, PartitionId, SeqId, Sequencer, WsId};
+
+fn main() {
+    // criterion passes `--bench`; this harness takes no arguments.
+    let keys: u64 = std::env::var("SEQD_W4_KEYS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = RocksDbStorage::open(dir.path()).expect("open");
+
+    // Device baseline: one small fsynced write at a time.
+    let p = db.partition(PartitionId(9));
+    let n = 2000u64;
+    let t0 = Instant::now();
+    for i in 0..n {
+        let v = [SeqValue {
+            ws: WsId(u64::MAX - i),
+            seq: SeqId(0),
+            number: Number(1),
+        }];
+        p.write_values_and_offset(&v, PLogOffset(i + 2))
+            .expect("write");
+    }
+    let fsync = t0.elapsed() / n as u32;
+    println!(
+        "w4: fsync'd write of 1 key: {fsync:?} mean over {n} writes ({:.0} writes/s)",
+        1.0 / fsync.as_secs_f64()
+    );
+
+    for (i, batch) in [1u64, 100, 10_000].into_iter().enumerate() {
+        let total = if batch == 1 { keys / 100 } else { keys };
+        let p = db.partition(PartitionId(i as u16));
+        let options = Options {
+            flush_interval: Duration::ZERO,
+            max_unflushed: 1_000_000,
+            cache_capacity: 100_000,
+            ..common::options()
+        };
+        let mut seq = Sequencer::open(p, options).expect("sequencer");
+        seq.wait_ready(Duration::from_secs(10)).expect("ready");
+        let base = (i as u64) << 40;
+        let t0 = Instant::now();
+        let mut ws = 0u64;
+        while ws < total {
+            let mut last = None;
+            for _ in 0..batch {
+                let mut tx = seq
+                    .start_timeout(common::KIND, WsId(base + ws), Duration::from_secs(60))
+                    .expect("start");
+                tx.next(SeqId(5)).expect("next");
+                last = Some(tx.flush());
+                ws += 1;
+            }
+            if let Some(c) = last {
+                seq.wait_durable(c, Duration::from_secs(60))
+                    .expect("durable");
+            }
+        }
+        let took = t0.elapsed();
+        let st = seq.stats();
+        println!(
+            "w4: batch {batch:>6}: {total:>8} distinct keys in {took:>10.3?} = {:>10.0} keys/s persisted \
+             ({} writes, mean write {:?}, largest batch {})",
+            total as f64 / took.as_secs_f64(),
+            st.flush_batches,
+            st.mean_flush_latency,
+            st.largest_batch
+        );
+        seq.close().expect("close");
+    }
+}
