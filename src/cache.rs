@@ -63,6 +63,15 @@ impl WsCache {
     /// The slot of `ws` if resident with the same kind, marked most recently used.
     #[inline]
     pub(crate) fn get(&mut self, ws: WsId, kind: WsKind) -> Option<u32> {
+        // Fast path: the most recently used workspace again (a hot tenant) needs neither the
+        // hash lookup nor a relink.
+        if self.head != NIL {
+            let w = &self.slots[self.head as usize];
+            if w.ws == ws && w.kind == kind {
+                self.counters.hits += 1;
+                return Some(self.head);
+            }
+        }
         match self.index.get(&ws) {
             Some(&slot) if self.slots[slot as usize].kind == kind => {
                 self.counters.hits += 1;

@@ -391,6 +391,16 @@ fn wait_durable_and_watcher() {
     t.join().unwrap().unwrap();
     assert!(watcher.is_durable(c).unwrap());
     assert!(watcher.flushed_offset() >= PLogOffset(1));
+    let (_, _, _, c2) = command(&mut seq, &storage, 2, 1);
+    seq.wait_flushed(c2.offset(), WAIT).unwrap();
+    assert!(seq.flushed_offset() >= PLogOffset(2));
+    assert!(matches!(
+        seq.wait_flushed(PLogOffset(99), Duration::from_millis(5)),
+        Err(Error::Timeout {
+            offset: PLogOffset(99),
+            ..
+        })
+    ));
 }
 
 #[test]

@@ -198,13 +198,24 @@ fn sequencer_on_rocksdb_resumes_after_close_and_after_a_crash() {
         let db = RocksDbStorage::open(dir.path()).unwrap();
         let p = db.partition(PartitionId(3));
         let faulty = Arc::new(seqd::storage::FaultyStorage::new(p.clone()));
-        let mut seq = Sequencer::open(faulty.clone(), options()).unwrap();
+        // Retry (rather than give up) while writes fail, so transactions keep starting.
+        let retry = seqd::RetryPolicy {
+            max_attempts: u32::MAX,
+            ..seqd::RetryPolicy::default()
+        };
+        let opts = seqd::Options {
+            retry,
+            close_timeout: std::time::Duration::from_millis(200),
+            ..options()
+        };
+        let mut seq = Sequencer::open(faulty.clone(), opts).unwrap();
         seq.wait_ready(WAIT).unwrap();
         let (offset, id) = logged_tx(&mut seq, &p, 0);
         assert_eq!((offset, id), (PLogOffset(101), Number(200_011)));
-        // The process dies: from here no write of the sequencer lands, while the application
-        // keeps logging events (its PLog writes bypass the crashed storage handle).
-        faulty.crash();
+        // From here no write of the sequencer lands (as if the process were about to die),
+        // while the application keeps logging events to the PLog.
+        faulty.limit_to(seqd::storage::FaultOps::WRITES);
+        faulty.fail_forever(true, true);
         for ws in 1..=5 {
             let mut tx = start(&mut seq, ws);
             let id = tx.next(ID).unwrap();

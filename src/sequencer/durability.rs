@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::state::{Shared, Status};
+use super::state::{Inner, Shared, Status};
 use crate::error::{Error, Result};
 use crate::types::PLogOffset;
 
@@ -68,18 +68,40 @@ impl DurabilityWatcher {
     /// actualization dropped it before it was written and its event was not in the PLog, so
     /// its numbers may be handed out again; [`Error::Poisoned`].
     pub fn wait_durable(&self, committed: Committed, timeout: Duration) -> Result<()> {
+        self.wait_until(committed.offset, timeout, |inner| {
+            match verdict(&self.shared, inner, committed) {
+                Verdict::Durable => Some(Ok(())),
+                Verdict::Discarded => Some(Err(Error::Discarded {
+                    offset: committed.offset,
+                })),
+                Verdict::Pending => None,
+            }
+        })
+    }
+
+    /// Blocks until every transaction up to and including `offset` is durable
+    /// ([`flushed_offset`](Self::flushed_offset) ≥ `offset`), at most `timeout`. Unlike
+    /// [`wait_durable`](Self::wait_durable) it cannot tell a discarded transaction from a later
+    /// one that reused its offset; use it when the PLog is the source of truth.
+    pub fn wait_flushed(&self, offset: PLogOffset, timeout: Duration) -> Result<()> {
+        self.wait_until(offset, timeout, |inner| {
+            (inner.durable_next > offset).then_some(Ok(()))
+        })
+    }
+
+    /// Waits on the progress condvar until `decide` answers, the worker is gone, or time is up.
+    fn wait_until(
+        &self,
+        offset: PLogOffset,
+        timeout: Duration,
+        mut decide: impl FnMut(&Inner) -> Option<Result<()>>,
+    ) -> Result<()> {
         let start = Instant::now();
         let deadline = start + timeout;
         let mut inner = self.shared.lock();
         loop {
-            match verdict(&self.shared, &inner, committed) {
-                Verdict::Durable => return Ok(()),
-                Verdict::Discarded => {
-                    return Err(Error::Discarded {
-                        offset: committed.offset,
-                    });
-                }
-                Verdict::Pending => {}
+            if let Some(answer) = decide(&inner) {
+                return answer;
             }
             if self.shared.status() == Status::Poisoned || inner.worker_done {
                 let why = inner
@@ -91,7 +113,7 @@ impl DurabilityWatcher {
             let now = Instant::now();
             if now >= deadline {
                 return Err(Error::Timeout {
-                    offset: committed.offset,
+                    offset,
                     waited: now - start,
                 });
             }
@@ -114,7 +136,7 @@ impl DurabilityWatcher {
 /// actualization ended generation g first and resumed at or below o (then o's event was not
 /// in the PLog and it was discarded). While that actualization is still running the answer
 /// is not known yet.
-fn verdict(shared: &Shared, inner: &super::state::Inner, c: Committed) -> Verdict {
+fn verdict(shared: &Shared, inner: &Inner, c: Committed) -> Verdict {
     let current = shared.generation.load(Ordering::Acquire);
     if c.generation != current {
         match inner

@@ -341,6 +341,12 @@ impl Sequencer {
         self.watcher().wait_durable(committed, timeout)
     }
 
+    /// Waits until every transaction up to and including `offset` is durable. See
+    /// [`DurabilityWatcher::wait_flushed`].
+    pub fn wait_flushed(&self, offset: PLogOffset, timeout: Duration) -> Result<()> {
+        self.watcher().wait_flushed(offset, timeout)
+    }
+
     /// A handle other threads can use to wait for durability while this one keeps sequencing.
     pub fn watcher(&self) -> DurabilityWatcher {
         DurabilityWatcher::new(Arc::clone(&self.shared))
