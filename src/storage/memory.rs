@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use super::{ReplayFn, SeqStorage, SeqValue, StorageError};
 use crate::types::{Number, PLogOffset, SeqId, WsId};
@@ -14,22 +15,40 @@ use crate::types::{Number, PLogOffset, SeqId, WsId};
 /// Storage held in memory: a map of numbers, the checkpoint offset, and a PLog that tests
 /// append events to with [`MemoryStorage::append`].
 ///
-/// Writes are atomic (values and offset change under one lock), so it satisfies the whole
-/// [`SeqStorage`] contract; it just does not survive the process. Share one between a test and
-/// a sequencer through an `Arc`, which implements [`SeqStorage`] too.
-#[derive(Default)]
+/// Numbers live in [`SHARDS`] maps, sharded by workspace, so a large batch being written
+/// blocks a concurrent `read_numbers` for one shard's share of it, not for the whole batch. A
+/// write stores every value before it publishes the offset, so a reader that sees the new
+/// offset sees the values it covers (I6); there is no crash to be atomic against. Share one
+/// between a test and a sequencer through an `Arc`, which implements [`SeqStorage`] too.
 pub struct MemoryStorage {
-    checkpoint: Mutex<Checkpoint>,
+    shards: Box<[RwLock<FxHashMap<(WsId, SeqId), Number>>]>,
+    /// 0 until the first write: reads as [`PLogOffset::FIRST`].
+    next_offset: AtomicU64,
     plog: RwLock<BTreeMap<u64, Vec<SeqValue>>>,
     writes: AtomicU64,
     reads: AtomicU64,
 }
 
-#[derive(Default)]
-struct Checkpoint {
-    numbers: FxHashMap<(WsId, SeqId), Number>,
-    /// `None` until the first write: reads as [`PLogOffset::FIRST`].
-    next_offset: Option<PLogOffset>,
+/// Number of shards of a [`MemoryStorage`].
+const SHARDS: usize = 64;
+
+impl Default for MemoryStorage {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            next_offset: AtomicU64::new(0),
+            plog: RwLock::default(),
+            writes: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+        }
+    }
+}
+
+fn shard_of(ws: WsId) -> usize {
+    let mut h = FxBuildHasher.build_hasher();
+    ws.hash(&mut h);
+    // The high bits of an Fx hash are the well-mixed ones.
+    (h.finish() >> 58) as usize % SHARDS
 }
 
 impl MemoryStorage {
@@ -70,12 +89,12 @@ impl MemoryStorage {
 
     /// The stored number of one sequence (`None` = never written).
     pub fn number(&self, ws: WsId, seq: SeqId) -> Option<Number> {
-        self.lock().numbers.get(&(ws, seq)).copied()
+        self.read(shard_of(ws)).get(&(ws, seq)).copied()
     }
 
     /// How many distinct sequences have a stored number.
     pub fn len(&self) -> usize {
-        self.lock().numbers.len()
+        (0..SHARDS).map(|i| self.read(i).len()).sum()
     }
 
     /// Whether no number has been stored.
@@ -93,18 +112,19 @@ impl MemoryStorage {
         self.reads.load(Ordering::Relaxed)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Checkpoint> {
-        self.checkpoint.lock().unwrap_or_else(|e| e.into_inner())
+    fn read(&self, shard: usize) -> RwLockReadGuard<'_, FxHashMap<(WsId, SeqId), Number>> {
+        self.shards[shard].read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self, shard: usize) -> RwLockWriteGuard<'_, FxHashMap<(WsId, SeqId), Number>> {
+        self.shards[shard].write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl fmt::Debug for MemoryStorage {
     // Sizes, not contents: a store can hold millions of numbers.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (numbers, next_offset) = {
-            let c = self.lock();
-            (c.numbers.len(), c.next_offset)
-        };
+        let (numbers, next_offset) = (self.len(), self.next_offset.load(Ordering::Acquire));
         let plog = self.plog.read().map(|p| p.len()).unwrap_or(0);
         f.debug_struct("MemoryStorage")
             .field("numbers", &numbers)
@@ -117,11 +137,8 @@ impl fmt::Debug for MemoryStorage {
 impl SeqStorage for MemoryStorage {
     fn read_numbers(&self, ws: WsId, seqs: &[SeqId]) -> Result<Vec<Number>, StorageError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let c = self.lock();
-        Ok(seqs
-            .iter()
-            .map(|s| c.numbers.get(&(ws, *s)).copied().unwrap_or(Number(0)))
-            .collect())
+        let shard = self.read(shard_of(ws));
+        Ok(seqs.iter().map(|s| shard.get(&(ws, *s)).copied().unwrap_or(Number(0))).collect())
     }
 
     fn write_values_and_offset(
@@ -129,19 +146,28 @@ impl SeqStorage for MemoryStorage {
         values: &[SeqValue],
         next_offset: PLogOffset,
     ) -> Result<(), StorageError> {
-        let mut c = self.lock();
-        c.numbers.reserve(values.len());
+        // Group by shard so each shard is locked once per batch.
+        let mut by_shard: Vec<Vec<&SeqValue>> = vec![Vec::new(); SHARDS];
         for v in values {
-            c.numbers.insert((v.ws, v.seq), v.number);
+            by_shard[shard_of(v.ws)].push(v);
         }
-        c.next_offset = Some(next_offset);
-        drop(c);
+        for (i, vals) in by_shard.iter().enumerate().filter(|(_, v)| !v.is_empty()) {
+            let mut shard = self.write(i);
+            for v in vals {
+                shard.insert((v.ws, v.seq), v.number);
+            }
+        }
+        // Published after the values it covers.
+        self.next_offset.store(next_offset.0, Ordering::Release);
         self.writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     fn read_next_offset(&self) -> Result<PLogOffset, StorageError> {
-        Ok(self.lock().next_offset.unwrap_or(PLogOffset::FIRST))
+        Ok(match self.next_offset.load(Ordering::Acquire) {
+            0 => PLogOffset::FIRST,
+            n => PLogOffset(n),
+        })
     }
 
     fn replay(&self, from: PLogOffset, apply: &mut ReplayFn<'_>) -> Result<(), StorageError> {

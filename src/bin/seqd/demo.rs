@@ -11,8 +11,9 @@ use seqd::{Number, Options, PLogOffset, SeqId, SeqTypes, Sequencer, WsId, WsKind
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Transactions to run.
-    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    /// Transactions to run. Each one appends its event to the PLog first, which with
+    /// `--durability sync` is an fsync of its own: that, not seqd, bounds the demo's rate.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     transactions: u64,
     /// Workspaces, used round-robin.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
@@ -23,6 +24,16 @@ pub struct DemoArgs {
     /// Data directory for `--store rocksdb`.
     #[arg(long, default_value = "./seqd-data")]
     data_dir: PathBuf,
+    /// For `--store rocksdb`: `sync` fsyncs every write; `nosync` leaves writes in the OS
+    /// (they survive a process crash, not power loss) and syncs once at the end.
+    #[arg(long, value_enum, default_value_t = DemoDurability::Sync)]
+    durability: DemoDurability,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DemoDurability {
+    Sync,
+    Nosync,
 }
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
@@ -45,9 +56,16 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         Store::Memory => drive(Arc::new(MemoryStorage::new()), args, "memory"),
         #[cfg(feature = "rocksdb")]
         Store::Rocksdb => {
-            let db = seqd::storage::RocksDbStorage::open(&args.data_dir)?;
-            let what = format!("rocksdb at {}", args.data_dir.display());
-            drive(Arc::new(db.partition(seqd::PartitionId(0))), args, &what)
+            use seqd::storage::{Durability, RocksDbOptions, RocksDbStorage};
+            let durability = match args.durability {
+                DemoDurability::Sync => Durability::Sync,
+                DemoDurability::Nosync => Durability::NoSync,
+            };
+            let options = RocksDbOptions { durability, ..RocksDbOptions::default() };
+            let db = RocksDbStorage::open_with(&args.data_dir, options)?;
+            let what = format!("rocksdb at {} ({:?})", args.data_dir.display(), args.durability);
+            drive(Arc::new(db.partition(seqd::PartitionId(0))), args, &what)?;
+            Ok(db.sync()?)
         }
     }
 }
