@@ -9,7 +9,12 @@ use seqd::storage::MemoryStorage;
 use seqd::{Number, Options, SeqId, SeqTypes, Sequencer, WsId, WsKind};
 
 fn main() {
-    let arg = |i: usize, d: u64| std::env::args().nth(i).and_then(|s| s.parse().ok()).unwrap_or(d);
+    let arg = |i: usize, d: u64| {
+        std::env::args()
+            .nth(i)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d)
+    };
     let (workspaces, cache, n) = (arg(1, 1_000_000), arg(2, 100_000), arg(3, 3_000_000));
     let o = Options {
         seq_types: SeqTypes::new()
@@ -21,12 +26,20 @@ fn main() {
     let mut seq = Sequencer::open(MemoryStorage::new(), o).unwrap();
     let t = Instant::now();
     for i in 0..n {
-        let mut tx = seq.start_timeout(WsKind(1), WsId(i % workspaces), Duration::from_secs(60)).unwrap();
+        let mut tx = seq
+            .start_timeout(WsKind(1), WsId(i % workspaces), Duration::from_secs(60))
+            .unwrap();
         tx.next(SeqId(5)).unwrap();
         tx.next(SeqId(4)).unwrap();
         tx.flush();
     }
     let st = seq.stats();
-    eprintln!("{:?}/tx; {} batches, largest {}, busy {}", t.elapsed() / n as u32, st.flush_batches, st.largest_batch, st.busy_rejections);
+    eprintln!(
+        "{:?}/tx; {} batches, largest {}, busy {}",
+        t.elapsed() / n as u32,
+        st.flush_batches,
+        st.largest_batch,
+        st.busy_rejections
+    );
     seq.close().unwrap();
 }

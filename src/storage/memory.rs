@@ -117,7 +117,9 @@ impl MemoryStorage {
     }
 
     fn write(&self, shard: usize) -> RwLockWriteGuard<'_, FxHashMap<(WsId, SeqId), Number>> {
-        self.shards[shard].write().unwrap_or_else(|e| e.into_inner())
+        self.shards[shard]
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -138,7 +140,10 @@ impl SeqStorage for MemoryStorage {
     fn read_numbers(&self, ws: WsId, seqs: &[SeqId]) -> Result<Vec<Number>, StorageError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         let shard = self.read(shard_of(ws));
-        Ok(seqs.iter().map(|s| shard.get(&(ws, *s)).copied().unwrap_or(Number(0))).collect())
+        Ok(seqs
+            .iter()
+            .map(|s| shard.get(&(ws, *s)).copied().unwrap_or(Number(0)))
+            .collect())
     }
 
     fn write_values_and_offset(

@@ -61,9 +61,16 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
                 DemoDurability::Sync => Durability::Sync,
                 DemoDurability::Nosync => Durability::NoSync,
             };
-            let options = RocksDbOptions { durability, ..RocksDbOptions::default() };
+            let options = RocksDbOptions {
+                durability,
+                ..RocksDbOptions::default()
+            };
             let db = RocksDbStorage::open_with(&args.data_dir, options)?;
-            let what = format!("rocksdb at {} ({:?})", args.data_dir.display(), args.durability);
+            let what = format!(
+                "rocksdb at {} ({:?})",
+                args.data_dir.display(),
+                args.durability
+            );
             drive(Arc::new(db.partition(seqd::PartitionId(0))), args, &what)?;
             Ok(db.sync()?)
         }
