@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -21,13 +21,16 @@ use crate::types::{Number, PLogOffset, SeqId, WsId};
 /// offset sees the values it covers (I6); there is no crash to be atomic against. Share one
 /// between a test and a sequencer through an `Arc`, which implements [`SeqStorage`] too.
 pub struct MemoryStorage {
-    shards: Box<[RwLock<FxHashMap<(WsId, SeqId), Number>>]>,
+    shards: Box<[Shard]>,
     /// 0 until the first write: reads as [`PLogOffset::FIRST`].
     next_offset: AtomicU64,
     plog: RwLock<BTreeMap<u64, Vec<SeqValue>>>,
     writes: AtomicU64,
     reads: AtomicU64,
 }
+
+/// One shard of a [`MemoryStorage`]'s numbers.
+type Shard = RwLock<FxHashMap<(WsId, SeqId), Number>>;
 
 /// Number of shards of a [`MemoryStorage`].
 const SHARDS: usize = 64;
@@ -45,10 +48,8 @@ impl Default for MemoryStorage {
 }
 
 fn shard_of(ws: WsId) -> usize {
-    let mut h = FxBuildHasher.build_hasher();
-    ws.hash(&mut h);
     // The high bits of an Fx hash are the well-mixed ones.
-    (h.finish() >> 58) as usize % SHARDS
+    (FxBuildHasher.hash_one(ws) >> 58) as usize % SHARDS
 }
 
 impl MemoryStorage {
