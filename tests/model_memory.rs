@@ -4,26 +4,9 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::model::{Backend, Harness, op_strategy};
+use common::model::{Harness, Memory, op_strategy};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
-use seqd::PLogOffset;
-use seqd::storage::{MemoryStorage, SeqValue, StorageError};
-
-struct Memory(Arc<MemoryStorage>);
-
-impl Backend for Memory {
-    type S = Arc<MemoryStorage>;
-    fn storage(&self) -> Self::S {
-        Arc::clone(&self.0)
-    }
-    fn append(&self, offset: PLogOffset, values: &[SeqValue]) -> Result<(), StorageError> {
-        self.0.append(offset, values)
-    }
-    fn restart(&mut self) {}
-}
 
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -43,7 +26,7 @@ proptest! {
 
     #[test]
     fn model_memory(ops in prop::collection::vec(op_strategy(), 1..60)) {
-        let mut h = Harness::new(Memory(Arc::new(MemoryStorage::new())));
+        let mut h = Harness::new(Memory::new());
         for op in &ops {
             h.apply(op);
         }

@@ -2,27 +2,10 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::model::{Backend, End, Faults, Harness, Op};
-use seqd::PLogOffset;
-use seqd::storage::{MemoryStorage, SeqValue, StorageError};
-
-struct Memory(Arc<MemoryStorage>);
-
-impl Backend for Memory {
-    type S = Arc<MemoryStorage>;
-    fn storage(&self) -> Self::S {
-        Arc::clone(&self.0)
-    }
-    fn append(&self, offset: PLogOffset, values: &[SeqValue]) -> Result<(), StorageError> {
-        self.0.append(offset, values)
-    }
-    fn restart(&mut self) {}
-}
+use common::model::{End, Faults, Harness, Memory, Op};
 
 fn run(ops: &[Op]) {
-    let mut h = Harness::new(Memory(Arc::new(MemoryStorage::new())));
+    let mut h = Harness::new(Memory::new());
     for op in ops {
         h.apply(op);
     }

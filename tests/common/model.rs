@@ -34,6 +34,26 @@ pub trait Backend {
     fn restart(&mut self);
 }
 
+/// The in-memory backend: restarting keeps the storage (it stands for a disk).
+pub struct Memory(pub Arc<seqd::storage::MemoryStorage>);
+
+impl Memory {
+    pub fn new() -> Self {
+        Memory(Arc::new(seqd::storage::MemoryStorage::new()))
+    }
+}
+
+impl Backend for Memory {
+    type S = Arc<seqd::storage::MemoryStorage>;
+    fn storage(&self) -> Self::S {
+        Arc::clone(&self.0)
+    }
+    fn append(&self, offset: PLogOffset, values: &[SeqValue]) -> Result<(), StorageError> {
+        self.0.append(offset, values)
+    }
+    fn restart(&mut self) {}
+}
+
 #[derive(Clone, Debug)]
 pub enum End {
     /// Log the event, then flush.
