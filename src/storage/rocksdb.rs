@@ -134,7 +134,10 @@ impl RocksDbStorage {
             table.set_block_cache(&cache);
             table.set_bloom_filter(10.0, false);
             table.set_whole_key_filtering(true);
-            table.set_cache_index_and_filter_blocks(true);
+            // Index and filter blocks stay with their table readers, in memory, not in the
+            // block cache: when the cache held them, every cache miss of the writer re-read and
+            // re-checksummed whole filter blocks of the L0 files (W4: 3,355 keys/s at 1M keys).
+            table.set_cache_index_and_filter_blocks(false);
             let mut o = rocksdb::Options::default();
             o.set_block_based_table_factory(&table);
             o.set_write_buffer_size(options.write_buffer_bytes);
