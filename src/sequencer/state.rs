@@ -161,20 +161,20 @@ impl Shared {
             .is_ok()
     }
 
-    /// Whether the worker should wind down now (stop requested and its deadline passed, or
-    /// stop requested while there is nothing worth finishing).
+    /// The deadline `close` set, if it was called.
     pub(crate) fn stop_deadline(&self) -> Option<Instant> {
         self.lock().stop
     }
 
-    /// Wakes the worker if it sleeps (caller holds the lock and passes the guard's state).
+    /// Marks the worker awake; returns whether it was asleep, i.e. whether the caller must
+    /// notify `work` after releasing the lock.
     pub(crate) fn wake_worker(&self, inner: &mut Inner) -> bool {
         let was_idle = inner.worker_idle;
         inner.worker_idle = false;
         was_idle
     }
 
-    /// Records a durable checkpoint and wakes everyone waiting for progress.
+    /// Records a durable checkpoint (never moving it back); the caller notifies `progress`.
     pub(crate) fn set_durable(&self, inner: &mut Inner, next: PLogOffset) {
         if next > inner.durable_next {
             inner.durable_next = next;
