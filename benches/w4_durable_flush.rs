@@ -3,7 +3,9 @@
 //! commits a batch's worth of transactions on distinct workspaces, then waits until the last
 //! is durable), and the fsync latency of one small write on the same disk, to show how close
 //! the flusher gets to the device. `SEQD_W4_KEYS` sets the key count (default 1,000,000; the
-//! batch-size-1 run uses 1/100 of it, since it is fsync-bound).
+//! batch-size-1 run uses 1/100 of it, since it is fsync-bound). Each batch size runs twice:
+//! one key per transaction (one sequence of a new workspace), and two (the W1 transaction
+//! shape, `next(5)` and `next(4)`: both sequences of a new workspace, one storage read).
 
 mod common;
 
@@ -40,7 +42,10 @@ fn main() {
         1.0 / fsync.as_secs_f64()
     );
 
-    for (i, batch) in [1u64, 100, 10_000].into_iter().enumerate() {
+    let shapes = [1u64, 2]
+        .into_iter()
+        .flat_map(|k| [1u64, 100, 10_000].map(|b| (b, k)));
+    for (i, (batch, keys_per_tx)) in shapes.enumerate() {
         let total = if batch == 1 { keys / 100 } else { keys };
         let p = db.partition(PartitionId(i as u16));
         let options = Options {
@@ -53,16 +58,23 @@ fn main() {
         seq.wait_ready(Duration::from_secs(10)).expect("ready");
         let base = (i as u64) << 40;
         let t0 = Instant::now();
+        let mut persisted = 0u64;
         let mut ws = 0u64;
-        while ws < total {
+        while persisted < total {
             let mut last = None;
-            for _ in 0..batch {
+            let mut in_batch = 0;
+            while in_batch < batch {
                 let mut tx = seq
                     .start_timeout(common::KIND, WsId(base + ws), Duration::from_secs(60))
                     .expect("start");
                 tx.next(SeqId(5)).expect("next");
+                if keys_per_tx == 2 {
+                    tx.next(SeqId(4)).expect("next");
+                }
                 last = Some(tx.flush());
                 ws += 1;
+                in_batch += keys_per_tx;
+                persisted += keys_per_tx;
             }
             if let Some(c) = last {
                 seq.wait_durable(c, Duration::from_secs(60))
@@ -72,9 +84,9 @@ fn main() {
         let took = t0.elapsed();
         let st = seq.stats();
         println!(
-            "w4: batch {batch:>6}: {total:>8} distinct keys in {took:>10.3?} = {:>10.0} keys/s persisted \
-             ({} writes, mean write {:?}, largest batch {})",
-            total as f64 / took.as_secs_f64(),
+            "w4: batch {batch:>6}, {keys_per_tx} key(s)/tx: {persisted:>8} distinct keys in {took:>10.3?} = \
+             {:>10.0} keys/s persisted ({} writes, mean write {:?}, largest batch {})",
+            persisted as f64 / took.as_secs_f64(),
             st.flush_batches,
             st.mean_flush_latency,
             st.largest_batch
