@@ -29,8 +29,9 @@ pub struct MemoryStorage {
     reads: AtomicU64,
 }
 
-/// One shard of a [`MemoryStorage`]'s numbers.
-type Shard = RwLock<FxHashMap<(WsId, SeqId), Number>>;
+/// One shard of a [`MemoryStorage`]'s numbers: each workspace's sequences together, so a
+/// read of a workspace is one hash lookup (one cache miss in a large map), not one per sequence.
+type Shard = RwLock<FxHashMap<WsId, Vec<(SeqId, Number)>>>;
 
 /// Number of shards of a [`MemoryStorage`].
 const SHARDS: usize = 64;
@@ -90,12 +91,19 @@ impl MemoryStorage {
 
     /// The stored number of one sequence (`None` = never written).
     pub fn number(&self, ws: WsId, seq: SeqId) -> Option<Number> {
-        self.read(shard_of(ws)).get(&(ws, seq)).copied()
+        let shard = self.read(shard_of(ws));
+        shard
+            .get(&ws)?
+            .iter()
+            .find(|(s, _)| *s == seq)
+            .map(|(_, n)| *n)
     }
 
     /// How many distinct sequences have a stored number.
     pub fn len(&self) -> usize {
-        (0..SHARDS).map(|i| self.read(i).len()).sum()
+        (0..SHARDS)
+            .map(|i| self.read(i).values().map(Vec::len).sum::<usize>())
+            .sum()
     }
 
     /// Whether no number has been stored.
@@ -113,11 +121,11 @@ impl MemoryStorage {
         self.reads.load(Ordering::Relaxed)
     }
 
-    fn read(&self, shard: usize) -> RwLockReadGuard<'_, FxHashMap<(WsId, SeqId), Number>> {
+    fn read(&self, shard: usize) -> RwLockReadGuard<'_, FxHashMap<WsId, Vec<(SeqId, Number)>>> {
         self.shards[shard].read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self, shard: usize) -> RwLockWriteGuard<'_, FxHashMap<(WsId, SeqId), Number>> {
+    fn write(&self, shard: usize) -> RwLockWriteGuard<'_, FxHashMap<WsId, Vec<(SeqId, Number)>>> {
         self.shards[shard]
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -141,9 +149,15 @@ impl SeqStorage for MemoryStorage {
     fn read_numbers(&self, ws: WsId, seqs: &[SeqId]) -> Result<Vec<Number>, StorageError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         let shard = self.read(shard_of(ws));
+        let stored = shard.get(&ws).map(Vec::as_slice).unwrap_or_default();
         Ok(seqs
             .iter()
-            .map(|s| shard.get(&(ws, *s)).copied().unwrap_or(Number(0)))
+            .map(|s| {
+                stored
+                    .iter()
+                    .find(|(q, _)| q == s)
+                    .map_or(Number(0), |(_, n)| *n)
+            })
             .collect())
     }
 
@@ -160,7 +174,11 @@ impl SeqStorage for MemoryStorage {
         for (i, vals) in by_shard.iter().enumerate().filter(|(_, v)| !v.is_empty()) {
             let mut shard = self.write(i);
             for v in vals {
-                shard.insert((v.ws, v.seq), v.number);
+                let seqs = shard.entry(v.ws).or_default();
+                match seqs.iter_mut().find(|(s, _)| *s == v.seq) {
+                    Some((_, n)) => *n = v.number,
+                    None => seqs.push((v.seq, v.number)),
+                }
             }
         }
         // Published after the values it covers.
