@@ -486,14 +486,18 @@ mod tests {
     }
 
     #[test]
-    fn error_mapping_classifies_retryable() {
-        // rocksdb::Error has no public constructor; classify by what `kind()` parses.
-        let busy = StorageError::retryable("x");
-        assert!(busy.is_retryable());
+    fn invalid_options_are_refused_before_opening() {
         let opts = RocksDbOptions {
             write_buffer_bytes: 10,
             ..RocksDbOptions::default()
         };
-        assert!(RocksDbStorage::open_with(tmp().path(), opts).is_err());
+        let err = RocksDbStorage::open_with(tmp().path(), opts).unwrap_err();
+        assert!(err.message().contains("write_buffer_bytes"), "{err}");
+        let opts = RocksDbOptions {
+            max_total_wal_bytes: 1,
+            ..RocksDbOptions::default()
+        };
+        let err = RocksDbStorage::open_with(tmp().path(), opts).unwrap_err();
+        assert!(err.message().contains("max_total_wal_bytes"), "{err}");
     }
 }
