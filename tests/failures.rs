@@ -22,24 +22,34 @@ fn faulty() -> (Arc<MemoryStorage>, Faulty) {
     (mem, f)
 }
 
+/// A retry budget longer than any test: the flusher keeps retrying instead of giving up.
+fn retry_forever(base_ms: u64, cap_ms: u64) -> RetryPolicy {
+    RetryPolicy {
+        base: Duration::from_millis(base_ms),
+        cap: Duration::from_millis(cap_ms),
+        max_attempts: 1_000_000,
+        ..RetryPolicy::default()
+    }
+}
+
+/// Opens a sequencer, waits for recovery, then makes every write fail (retryably).
+fn open_with_writes_down(storage: &Faulty, opts: Options) -> Sequencer {
+    let mut seq = Sequencer::open(storage.clone(), opts).unwrap();
+    seq.wait_ready(WAIT).unwrap();
+    storage.limit_to(FaultOps::WRITES);
+    storage.fail_forever(true, true);
+    seq
+}
+
 #[test]
 fn busy_while_over_max_unflushed_then_recovers_when_storage_returns() {
     let (mem, storage) = faulty();
     let opts = Options {
         max_unflushed: 50,
-        // A long retry budget: storage stays down longer than this test.
-        retry: RetryPolicy {
-            base: Duration::from_millis(1),
-            cap: Duration::from_millis(2),
-            max_attempts: 1_000_000,
-            ..RetryPolicy::default()
-        },
+        retry: retry_forever(1, 2),
         ..options()
     };
-    let mut seq = Sequencer::open(storage.clone(), opts).unwrap();
-    seq.wait_ready(WAIT).unwrap();
-    storage.limit_to(FaultOps::WRITES);
-    storage.fail_forever(true, true);
+    let mut seq = open_with_writes_down(&storage, opts);
     let mut committed = 0u64;
     let busy = loop {
         match seq.start(KIND, WsId(committed)) {
@@ -217,18 +227,10 @@ fn close_reports_unpersisted_values_in_bounded_time() {
     let (mem, storage) = faulty();
     let opts = Options {
         close_timeout: Duration::from_millis(300),
-        retry: RetryPolicy {
-            base: Duration::from_millis(5),
-            cap: Duration::from_millis(50),
-            max_attempts: 1_000_000,
-            ..RetryPolicy::default()
-        },
+        retry: retry_forever(5, 50),
         ..options()
     };
-    let mut seq = Sequencer::open(storage.clone(), opts).unwrap();
-    seq.wait_ready(WAIT).unwrap();
-    storage.limit_to(FaultOps::WRITES);
-    storage.fail_forever(true, true);
+    let mut seq = open_with_writes_down(&storage, opts);
     for ws in 0..3 {
         command(&mut seq, &mem, ws, 1);
     }
