@@ -1,0 +1,75 @@
+//! Closing a sequencer: stop the worker within a deadline and report what was not persisted.
+
+use std::time::{Duration, Instant};
+
+use super::Sequencer;
+use super::state::Status;
+use crate::error::{Error, Result};
+
+impl Sequencer {
+    /// Stops the background worker after it writes what is pending, within
+    /// `Options::close_timeout` even if storage fails forever.
+    ///
+    /// Errors: [`Error::Unpersisted`] with what could not be written (the next open recovers
+    /// it from the PLog if the events are there).
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        let Some(worker) = self.worker.take() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + self.shared.options.close_timeout;
+        {
+            let mut inner = self.shared.lock();
+            inner.stop = Some(deadline);
+            if self.shared.status() != Status::Poisoned {
+                self.shared.set_status(Status::Closing);
+            }
+        }
+        self.shared.work.notify_all();
+        // The worker checks the deadline between storage calls; one call in progress may
+        // overrun it, so allow a grace period before leaving the thread behind.
+        let give_up_at = deadline + Duration::from_millis(500);
+        let mut inner = self.shared.lock();
+        while !inner.worker_done {
+            let now = Instant::now();
+            if now >= give_up_at {
+                break;
+            }
+            inner = self
+                .shared
+                .progress
+                .wait_timeout(inner, give_up_at - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let done = inner.worker_done;
+        let lost = if done {
+            inner.lost
+        } else {
+            let values = inner.pending.len() + inner.inflight_len;
+            (values > 0 || inner.pending_next.is_some()).then_some((values, inner.durable_next))
+        };
+        drop(inner);
+        if done {
+            let _ = worker.join();
+        }
+        match lost {
+            Some((values, from_offset)) => Err(Error::Unpersisted {
+                values,
+                from_offset,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Sequencer {
+    /// Closes (bounded by `Options::close_timeout`); what could not be persisted is recovered
+    /// from the PLog at the next open.
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
