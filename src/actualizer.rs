@@ -65,11 +65,12 @@ pub(crate) fn run(shared: &Shared, backoff: &mut Backoff) -> Result<(), Stopped>
             Ok(base) => break base,
             Err(ReplayError::Stopped) => return Err(Stopped),
             Err(ReplayError::Storage(e)) => {
+                // Reported through stats; retried until it works or `close`.
                 Counters::add(&shared.counters.actualize_errors, 1);
+                shared.lock().last_error = Some(e.to_string());
                 if stopping(shared) {
                     return Err(Stopped);
                 }
-                let _ = e; // counted; the retry reports progress through stats
                 pause(shared, backoff.next_delay());
             }
         }

@@ -141,6 +141,7 @@ fn flush(
             }
             Err(e) => {
                 Counters::add(&counters.flush_errors, 1);
+                shared.lock().last_error = Some(e.to_string());
                 let stop = shared.stop_deadline();
                 let past_deadline = stop.is_some_and(|d| Instant::now() >= d);
                 let budget_left = backoff.attempts() + 1 < shared.options.retry.max_attempts;
@@ -183,7 +184,8 @@ fn give_up(shared: &Shared, batch: Arc<ValueMap>, stopping: bool) -> bool {
     true
 }
 
-/// Drops the in-flight batch, recycling its map when the writer holds no reference to it.
+/// Drops the in-flight batch, recycling its map as the next `spare` once no other reference
+/// to it remains (the worker drops its own clone first).
 fn finish_inflight(inner: &mut crate::sequencer::state::Inner) {
     if let Some(map) = inner.inflight.take()
         && let Ok(mut map) = Arc::try_unwrap(map)

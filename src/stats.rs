@@ -81,4 +81,7 @@ pub struct Stats {
     pub actualize_errors: u64,
     /// PLog events replayed.
     pub replayed_events: u64,
+    /// The most recent storage error the background worker met, if any (it may have been
+    /// retried successfully since: compare with the error counters).
+    pub last_storage_error: Option<String>,
 }

@@ -90,14 +90,7 @@ fn invalid_options_are_rejected_at_open() {
 fn exhaustion_is_an_error_and_changes_nothing() {
     let storage = mem();
     storage
-        .write_values_and_offset(
-            &[SeqValue {
-                ws: WsId(1),
-                seq: ID,
-                number: Number(u64::MAX - 2),
-            }],
-            PLogOffset(1),
-        )
+        .write_values_and_offset(&[id_value(1, Number(u64::MAX - 2))], PLogOffset(1))
         .unwrap();
     let mut seq = Sequencer::open(storage.clone(), options()).unwrap();
     let mut tx = start(&mut seq, 1);
@@ -120,14 +113,7 @@ fn exhaustion_is_an_error_and_changes_nothing() {
 fn initial_value_is_a_floor_over_lower_stored_numbers() {
     let storage = mem();
     storage
-        .write_values_and_offset(
-            &[SeqValue {
-                ws: WsId(1),
-                seq: ID,
-                number: Number(17),
-            }],
-            PLogOffset(1),
-        )
+        .write_values_and_offset(&[id_value(1, Number(17))], PLogOffset(1))
         .unwrap();
     let mut seq = Sequencer::open(storage, options()).unwrap();
     let mut tx = start(&mut seq, 1);
@@ -225,11 +211,7 @@ fn recovery_from_plog_of_1_to_50_events() {
                 .append(
                     PLogOffset(o),
                     &[
-                        SeqValue {
-                            ws: WsId(o % 4),
-                            seq: ID,
-                            number: Number(200_000 + o),
-                        },
+                        id_value(o % 4, Number(200_000 + o)),
                         SeqValue {
                             ws: WsId(o % 4),
                             seq: BLOCK,
@@ -259,55 +241,20 @@ fn recovery_from_plog_of_1_to_50_events() {
 fn replay_merges_by_max_and_never_lowers() {
     let storage = mem();
     storage
-        .write_values_and_offset(
-            &[SeqValue {
-                ws: WsId(1),
-                seq: ID,
-                number: Number(300_000),
-            }],
-            PLogOffset(1),
-        )
+        .write_values_and_offset(&[id_value(1, Number(300_000))], PLogOffset(1))
         .unwrap();
     // Events carrying lower numbers than the checkpoint (and than each other).
     storage
-        .append(
-            PLogOffset(1),
-            &[SeqValue {
-                ws: WsId(1),
-                seq: ID,
-                number: Number(250_000),
-            }],
-        )
+        .append(PLogOffset(1), &[id_value(1, Number(250_000))])
         .unwrap();
     storage
-        .append(
-            PLogOffset(2),
-            &[SeqValue {
-                ws: WsId(1),
-                seq: ID,
-                number: Number(260_000),
-            }],
-        )
+        .append(PLogOffset(2), &[id_value(1, Number(260_000))])
         .unwrap();
     storage
-        .append(
-            PLogOffset(3),
-            &[SeqValue {
-                ws: WsId(1),
-                seq: ID,
-                number: Number(255_000),
-            }],
-        )
+        .append(PLogOffset(3), &[id_value(1, Number(255_000))])
         .unwrap();
     storage
-        .append(
-            PLogOffset(4),
-            &[SeqValue {
-                ws: WsId(2),
-                seq: ID,
-                number: Number(200_500),
-            }],
-        )
+        .append(PLogOffset(4), &[id_value(2, Number(200_500))])
         .unwrap();
     let mut seq = Sequencer::open(storage.clone(), options()).unwrap();
     let mut tx = start(&mut seq, 1);
@@ -330,14 +277,7 @@ fn replay_in_bounded_batches_writes_progress() {
     let storage = mem();
     for o in 1..=1000u64 {
         storage
-            .append(
-                PLogOffset(o),
-                &[SeqValue {
-                    ws: WsId(o),
-                    seq: ID,
-                    number: Number(200_001),
-                }],
-            )
+            .append(PLogOffset(o), &[id_value(o, Number(200_001))])
             .unwrap();
     }
     let opts = seqd::Options {

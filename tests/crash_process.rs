@@ -45,11 +45,7 @@ fn crash_child_writer() {
         p.append(
             offset,
             &[
-                SeqValue {
-                    ws: WsId(ws),
-                    seq: ID,
-                    number: id,
-                },
+                id_value(ws, id),
                 SeqValue {
                     ws: WsId(ws),
                     seq: BLOCK,

@@ -55,15 +55,7 @@ fn busy_while_over_max_unflushed_then_recovers_when_storage_returns() {
         match seq.start(KIND, WsId(committed)) {
             Ok(mut tx) => {
                 let n = tx.next(ID).unwrap();
-                mem.append(
-                    tx.offset(),
-                    &[SeqValue {
-                        ws: WsId(committed),
-                        seq: ID,
-                        number: n,
-                    }],
-                )
-                .unwrap();
+                mem.append(tx.offset(), &[id_value(committed, n)]).unwrap();
                 tx.flush();
                 committed += 1;
                 assert!(committed < 1000, "backpressure never kicked in");
@@ -113,6 +105,8 @@ fn busy_while_actualizing_until_storage_comes_back() {
     }
     assert_eq!(seq.stats().state, SequencerState::Actualizing);
     assert!(seq.stats().actualize_errors > 0, "recovery keeps retrying");
+    let last = seq.stats().last_storage_error.unwrap_or_default();
+    assert!(last.contains("injected"), "the cause is reported: {last:?}");
     storage.fail_forever(false, true);
     let tx = seq.start_timeout(KIND, WsId(1), WAIT).unwrap();
     assert_eq!(tx.offset(), PLogOffset(1));
@@ -345,15 +339,7 @@ fn many_random_flush_and_actualize_cycles() {
             tx.actualize();
             continue;
         }
-        mem.append(
-            tx.offset(),
-            &[SeqValue {
-                ws: WsId(ws),
-                seq: ID,
-                number: id,
-            }],
-        )
-        .unwrap();
+        mem.append(tx.offset(), &[id_value(ws, id)]).unwrap();
         let expected = last.get(&ws).map_or(200_001, |p: &Number| p.0 + 1);
         assert_eq!(id.0, expected, "dense and monotonic on ws {ws} at step {i}");
         last.insert(ws, id);

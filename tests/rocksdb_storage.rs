@@ -163,15 +163,7 @@ fn open_seq(p: &RocksDbPartition) -> Sequencer {
 fn logged_tx(seq: &mut Sequencer, p: &RocksDbPartition, ws: u64) -> (PLogOffset, Number) {
     let mut tx = start(seq, ws);
     let id = tx.next(ID).unwrap();
-    p.append(
-        tx.offset(),
-        &[SeqValue {
-            ws: WsId(ws),
-            seq: ID,
-            number: id,
-        }],
-    )
-    .unwrap();
+    p.append(tx.offset(), &[id_value(ws, id)]).unwrap();
     let offset = tx.offset();
     tx.flush();
     (offset, id)
@@ -217,18 +209,7 @@ fn sequencer_on_rocksdb_resumes_after_close_and_after_a_crash() {
         faulty.limit_to(seqd::storage::FaultOps::WRITES);
         faulty.fail_forever(true, true);
         for ws in 1..=5 {
-            let mut tx = start(&mut seq, ws);
-            let id = tx.next(ID).unwrap();
-            p.append(
-                tx.offset(),
-                &[SeqValue {
-                    ws: WsId(ws),
-                    seq: ID,
-                    number: id,
-                }],
-            )
-            .unwrap();
-            tx.flush();
+            logged_tx(&mut seq, &p, ws);
         }
         drop(seq); // bounded, writes nothing
     }

@@ -12,7 +12,7 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use common::*;
-use seqd::storage::{FaultOps, FaultyStorage, SeqValue};
+use seqd::storage::{FaultOps, FaultyStorage};
 use seqd::{Error, Number, Options, Sequencer, WsId};
 
 #[test]
@@ -91,15 +91,7 @@ fn writer_flusher_and_watcher_race_under_faults() {
         };
         let want = model.get(&ws).map_or(200_001, |n| n + 1);
         assert_eq!(id.0, want, "ws {ws} after {commits} commits");
-        mem.append(
-            tx.offset(),
-            &[SeqValue {
-                ws: WsId(ws),
-                seq: ID,
-                number: id,
-            }],
-        )
-        .unwrap();
+        mem.append(tx.offset(), &[id_value(ws, id)]).unwrap();
         model.insert(ws, id.0);
         let c = tx.flush();
         commits += 1;

@@ -394,6 +394,7 @@ impl Sequencer {
             actualizations: get(&c.actualizations),
             actualize_errors: get(&c.actualize_errors),
             replayed_events: get(&c.replayed_events),
+            last_storage_error: self.shared.lock().last_error.clone(),
         }
     }
 

@@ -94,6 +94,8 @@ pub(crate) struct Inner {
     pub(crate) poison: Option<String>,
     /// What the worker could not persist when it stopped: (values, first offset).
     pub(crate) lost: Option<(usize, PLogOffset)>,
+    /// The most recent storage error the worker met (flush or actualization).
+    pub(crate) last_error: Option<String>,
 }
 
 impl Shared {
@@ -122,6 +124,7 @@ impl Shared {
                 worker_done: false,
                 poison: None,
                 lost: None,
+                last_error: None,
             }),
             work: Condvar::new(),
             progress: Condvar::new(),

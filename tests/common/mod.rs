@@ -39,6 +39,15 @@ pub fn options() -> Options {
     }
 }
 
+/// The value an event logs for sequence `ID` of workspace `ws`.
+pub fn id_value(ws: u64, number: Number) -> SeqValue {
+    SeqValue {
+        ws: WsId(ws),
+        seq: ID,
+        number,
+    }
+}
+
 /// Starts a transaction, waiting out recovery and backpressure.
 pub fn start(seq: &mut Sequencer, ws: u64) -> seqd::Transaction<'_> {
     match seq.start_timeout(KIND, WsId(ws), WAIT) {
@@ -62,11 +71,7 @@ pub fn command(
     plog.append(
         offset,
         &[
-            SeqValue {
-                ws: WsId(ws),
-                seq: ID,
-                number: id,
-            },
+            id_value(ws, id),
             SeqValue {
                 ws: WsId(ws),
                 seq: BLOCK,
