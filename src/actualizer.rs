@@ -83,7 +83,7 @@ pub(crate) fn run(shared: &Shared, backoff: &mut Backoff) -> Result<(), Stopped>
         shared.set_status(Status::Ready);
     }
     drop(inner);
-    shared.progress.notify_all();
+    shared.notify_progress();
     Ok(())
 }
 

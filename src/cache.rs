@@ -8,17 +8,26 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::types::{WsId, WsKind};
+use crate::types::{SeqId, WsId, WsKind};
 
 const NIL: u32 = u32::MAX;
 
+/// Sequences of an open kind resident per workspace before a newly used one replaces one of
+/// them (one the open transaction has not touched). Only a single transaction that touches
+/// more sequences than this makes an entry grow past it.
+pub(crate) const MAX_RESIDENT_SEQS: usize = 64;
+
 /// One resident workspace: the last number handed out by each of its kind's sequences, in the
-/// kind's sequence order (0 = never handed out).
+/// kind's sequence order (0 = never handed out). For an open kind, `seqs` names the sequences
+/// loaded so far and `last` follows its order instead.
 #[derive(Debug)]
 pub(crate) struct Workspace {
     pub(crate) ws: WsId,
     pub(crate) kind: WsKind,
     pub(crate) last: Vec<u64>,
+    pub(crate) seqs: Vec<SeqId>,
+    /// Where an open kind's search for a sequence to replace starts next (round robin).
+    pub(crate) hand: usize,
     prev: u32,
     next: u32,
 }
@@ -105,6 +114,8 @@ impl WsCache {
                 ws,
                 kind,
                 last: Vec::new(),
+                seqs: Vec::new(),
+                hand: 0,
                 prev: NIL,
                 next: NIL,
             });
@@ -116,6 +127,8 @@ impl WsCache {
         w.kind = kind;
         w.last.clear();
         w.last.extend_from_slice(last);
+        w.seqs.clear();
+        w.hand = 0;
         self.push_front(slot);
         slot
     }

@@ -49,7 +49,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String) -> std::io::Result<JoinHa
         }
         inner.worker_done = true;
         drop(inner);
-        shared.progress.notify_all();
+        shared.notify_progress();
     })
 }
 
@@ -136,7 +136,7 @@ fn flush(
                 shared.set_durable(&mut inner, next);
                 shared.recompute_unflushed(&inner);
                 drop(inner);
-                shared.progress.notify_all();
+                shared.notify_progress();
                 return true;
             }
             Err(e) => {
@@ -180,7 +180,7 @@ fn give_up(shared: &Shared, batch: Arc<ValueMap>, stopping: bool) -> bool {
     inner.actualize_requested = true;
     shared.begin_actualizing();
     drop(inner);
-    shared.progress.notify_all();
+    shared.notify_progress();
     true
 }
 

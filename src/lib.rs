@@ -60,7 +60,7 @@ mod util;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BusyReason, Error, Result};
-pub use options::{Options, RetryPolicy};
+pub use options::{Options, ProgressHook, RetryPolicy};
 pub use sequencer::{Committed, DurabilityWatcher, Sequencer, Transaction};
 pub use stats::{SequencerState, Stats};
 pub use types::{Number, PLogOffset, PartitionId, SeqId, SeqTypes, WsId, WsKind};

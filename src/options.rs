@@ -52,6 +52,34 @@ pub struct Options {
     /// The clock the background worker waits on. Default: [`SystemClock`]; tests use
     /// [`crate::ManualClock`] to run retry schedules instantly.
     pub clock: Arc<dyn Clock>,
+
+    /// Called by the background worker after each step a waiter may care about: a durable
+    /// write, a discard, the end of an actualization, the worker stopping. It lets an event
+    /// loop learn of durability without a thread blocked in `wait_durable` (the daemon wakes
+    /// its partition workers with it). Default: none.
+    pub on_progress: Option<ProgressHook>,
+}
+
+/// A callback for [`Options::on_progress`]. It runs on the background worker's thread, so it
+/// must be quick, must not block, and must not call into the sequencer.
+#[derive(Clone)]
+pub struct ProgressHook(Arc<dyn Fn() + Send + Sync>);
+
+impl ProgressHook {
+    /// Wraps `f`.
+    pub fn new(f: impl Fn() + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    pub(crate) fn call(&self) {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for ProgressHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressHook")
+    }
 }
 
 impl Default for Options {
@@ -64,6 +92,7 @@ impl Default for Options {
             retry: RetryPolicy::default(),
             close_timeout: Duration::from_secs(5),
             clock: Arc::new(SystemClock),
+            on_progress: None,
         }
     }
 }

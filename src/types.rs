@@ -56,7 +56,9 @@ impl PLogOffset {
 /// Which sequences each workspace kind has, and the first number each one hands out.
 ///
 /// Only configured sequences exist: asking a sequencer for any other is an error
-/// ([`crate::Error::UnknownKind`] or [`crate::Error::UnknownSeq`]), never a panic.
+/// ([`crate::Error::UnknownKind`] or [`crate::Error::UnknownSeq`]), never a panic. A kind can
+/// also be *open* ([`SeqTypes::with_all`]): every `SeqId` exists in it, loaded one sequence at
+/// a time as it is first used — what the daemon needs, where clients pick sequence ids.
 ///
 /// ```
 /// use seqd::{SeqTypes, WsKind, SeqId, Number};
@@ -76,6 +78,8 @@ pub(crate) struct KindSeqs {
     pub(crate) kind: WsKind,
     pub(crate) seqs: Vec<SeqId>,
     pub(crate) initials: Vec<Number>,
+    /// Open kind: every sequence not in `seqs` exists too, starting at this number.
+    pub(crate) open: Option<Number>,
 }
 
 impl KindSeqs {
@@ -88,6 +92,21 @@ impl KindSeqs {
 
     pub(crate) fn len(&self) -> usize {
         self.seqs.len()
+    }
+
+    /// Whether every `SeqId` exists in this kind.
+    #[inline]
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// The initial value of `seq`: its own if configured, else the open kind's.
+    #[inline]
+    pub(crate) fn initial_of(&self, seq: SeqId) -> Option<Number> {
+        match self.index_of(seq) {
+            Some(i) => Some(self.initials[i]),
+            None => self.open,
+        }
     }
 }
 
@@ -116,13 +135,28 @@ impl SeqTypes {
         self
     }
 
-    /// The initial value of `seq` in `kind`, if that sequence is configured.
-    pub fn initial(&self, kind: WsKind, seq: SeqId) -> Option<Number> {
-        let k = self.kinds.get(&kind)?;
-        k.index_of(seq).map(|i| k.initials[i])
+    /// Makes `kind` open: every `SeqId` (0..=65535) exists in it and starts at `initial`,
+    /// except those given their own initial value with [`with`](Self::with). Workspaces of an
+    /// open kind load each sequence from storage when it is first used, not all at once.
+    #[must_use]
+    pub fn with_all(mut self, kind: WsKind, initial: Number) -> Self {
+        self.kinds
+            .entry(kind)
+            .or_insert_with(|| KindSeqs {
+                kind,
+                ..KindSeqs::default()
+            })
+            .open = Some(initial);
+        self
     }
 
-    /// The sequences configured for `kind`, in ascending id order.
+    /// The initial value of `seq` in `kind`, if that sequence exists.
+    pub fn initial(&self, kind: WsKind, seq: SeqId) -> Option<Number> {
+        self.kinds.get(&kind)?.initial_of(seq)
+    }
+
+    /// The sequences configured one by one for `kind`, in ascending id order (an open kind
+    /// has all the others too).
     pub fn seqs(&self, kind: WsKind) -> impl Iterator<Item = (SeqId, Number)> + '_ {
         self.kinds
             .get(&kind)
@@ -155,6 +189,12 @@ impl SeqTypes {
                 .into());
         }
         for (kind, k) in &self.kinds {
+            if k.open == Some(Number(0)) {
+                return Err(format!(
+                    "workspace kind {kind} is open with initial value 0; \
+                     initial values must be >= 1"
+                ));
+            }
             for (seq, initial) in k.seqs.iter().zip(&k.initials) {
                 if initial.0 == 0 {
                     return Err(format!(
@@ -182,6 +222,23 @@ mod tests {
         assert_eq!(seqs, vec![(SeqId(2), Number(3)), (SeqId(5), Number(7))]);
         assert_eq!(t.initial(WsKind(2), SeqId(5)), None);
         assert_eq!(t.initial(WsKind(1), SeqId(4)), None);
+    }
+
+    #[test]
+    fn open_kinds_have_every_sequence() {
+        let t =
+            SeqTypes::new()
+                .with_all(WsKind(0), Number(100))
+                .with(WsKind(0), SeqId(7), Number(5));
+        assert_eq!(t.initial(WsKind(0), SeqId(65535)), Some(Number(100)));
+        assert_eq!(t.initial(WsKind(0), SeqId(7)), Some(Number(5)));
+        assert_eq!(t.initial(WsKind(1), SeqId(0)), None);
+        assert!(t.validate().is_ok());
+        let err = SeqTypes::new()
+            .with_all(WsKind(0), Number(0))
+            .validate()
+            .unwrap_err();
+        assert!(err.contains("open with initial value 0"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod durability;
 mod lifecycle;
+mod resident;
 pub(crate) mod state;
 mod transaction;
 
@@ -191,7 +192,9 @@ impl Sequencer {
     #[inline]
     fn begin(&mut self, kind: WsKind, ws: WsId) -> Result<Transaction<'_>> {
         let ki = *self.kind_index.get(&kind).ok_or(Error::UnknownKind(kind))?;
-        let n = self.kinds[ki].len();
+        // An open kind's positions are per workspace entry; `locate` grows `tx_last`.
+        let k = &self.kinds[ki];
+        let n = if k.is_open() { 0 } else { k.len() };
         self.tx_last.clear();
         self.tx_last.resize(n, 0);
         // Handshake with the actualizer: it flips the status, then waits for tx_open to clear.
@@ -213,6 +216,34 @@ impl Sequencer {
         })
     }
 
+    /// The number the next `next(seq)` of workspace `ws` would return, without taking it and
+    /// without starting an event: no offset is used. Works under backpressure (it changes
+    /// nothing); errors as [`start`](Self::start) otherwise, plus [`Error::UnknownSeq`] and
+    /// [`Error::Storage`] when loading the workspace failed.
+    pub fn peek(&mut self, kind: WsKind, ws: WsId, seq: SeqId) -> Result<Number> {
+        match self.ready() {
+            Ok(())
+            | Err(Error::Busy {
+                reason: BusyReason::Backpressure { .. },
+            }) => {}
+            Err(e) => return Err(e),
+        }
+        let mut tx = self.begin(kind, ws)?;
+        let answer = tx.peek(seq);
+        tx.abandon();
+        answer
+    }
+
+    /// Ends a transaction that took nothing: releases the actualizer handshake only.
+    pub(crate) fn end_unused(&mut self) {
+        self.shared.tx_open.store(false, Ordering::Release);
+    }
+
+    #[inline]
+    pub(crate) fn is_open(&self, ki: usize) -> bool {
+        self.kinds[ki].is_open()
+    }
+
     #[inline]
     pub(crate) fn seq_index(&self, ki: usize, seq: SeqId) -> Result<usize> {
         let k = &self.kinds[ki];
@@ -223,51 +254,6 @@ impl Sequencer {
     #[inline]
     pub(crate) fn initial(&self, ki: usize, idx: usize) -> u64 {
         self.kinds[ki].initials[idx].0
-    }
-
-    /// The cache slot of `ws`, loading it on a miss: unflushed values first (under the lock),
-    /// then one `read_numbers` for the whole workspace, merged by `max`. The order matters:
-    /// the flusher moves values pending → in flight → storage and clears "in flight" only
-    /// after the write, so looking at the maps before storage cannot miss a value in transit.
-    pub(crate) fn resolve(&mut self, ki: usize, ws: WsId) -> Result<u32> {
-        let k = &self.kinds[ki];
-        let kind = k.kind;
-        if let Some(slot) = self.cache.get(ws, kind) {
-            return Ok(slot);
-        }
-        self.load_buf.clear();
-        self.load_buf.resize(k.len(), 0);
-        let mut missing = false;
-        {
-            let inner = self.shared.lock();
-            for (i, seq) in k.seqs.iter().enumerate() {
-                let key = (ws, *seq);
-                let found = inner
-                    .pending
-                    .get(&key)
-                    .or_else(|| inner.inflight.as_ref().and_then(|m| m.get(&key)));
-                match found {
-                    Some(&n) => self.load_buf[i] = n,
-                    None => missing = true,
-                }
-            }
-        }
-        if missing {
-            let stored = self.shared.storage.read_numbers(ws, &k.seqs)?;
-            if stored.len() != k.len() {
-                return Err(Error::Storage(crate::storage::StorageError::permanent(
-                    format!(
-                        "read_numbers returned {} numbers for {} sequences",
-                        stored.len(),
-                        k.len()
-                    ),
-                )));
-            }
-            for (have, Number(s)) in self.load_buf.iter_mut().zip(stored) {
-                *have = (*have).max(s);
-            }
-        }
-        Ok(self.cache.insert(ws, kind, &self.load_buf))
     }
 
     /// Publishes the open transaction's numbers and queues them for the flusher.
@@ -283,10 +269,12 @@ impl Sequencer {
         if let Some(slot) = slot {
             let k = &self.kinds[ki];
             let entry = self.cache.slot_mut(slot);
+            let open = k.is_open();
             for (i, &n) in self.tx_last.iter().enumerate() {
                 if n != 0 {
                     entry.last[i] = n;
-                    inner.pending.insert((ws, k.seqs[i]), n);
+                    let seq = if open { entry.seqs[i] } else { k.seqs[i] };
+                    inner.pending.insert((ws, seq), n);
                 }
             }
         }

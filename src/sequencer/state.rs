@@ -190,6 +190,14 @@ impl Shared {
             .store(inner.pending.len() + inner.inflight_len, Ordering::Release);
     }
 
+    /// Wakes every thread waiting on `progress`, and the embedder's hook.
+    pub(crate) fn notify_progress(&self) {
+        self.progress.notify_all();
+        if let Some(hook) = &self.options.on_progress {
+            hook.call();
+        }
+    }
+
     pub(crate) fn push_discard(inner: &mut Inner, ended_generation: u64, from: PLogOffset) {
         if inner.discards.len() >= DISCARD_HISTORY {
             inner.discards.pop_front();

@@ -62,9 +62,8 @@ impl Transaction<'_> {
         if count == 0 {
             return Err(Error::InvalidArgument("next_n count must be >= 1".into()));
         }
-        let idx = self.seq.seq_index(self.ki, seq)?;
+        let (idx, initial) = self.locate(seq)?;
         let last = self.last_of(idx)?;
-        let initial = self.seq.initial(self.ki, idx);
         let exhausted = || Error::Exhausted {
             ws: self.ws,
             seq,
@@ -79,9 +78,8 @@ impl Transaction<'_> {
 
     /// The number the next `next(seq)` would return, without taking it.
     pub fn peek(&mut self, seq: SeqId) -> Result<Number> {
-        let idx = self.seq.seq_index(self.ki, seq)?;
+        let (idx, initial) = self.locate(seq)?;
         let last = self.last_of(idx)?;
-        let initial = self.seq.initial(self.ki, idx);
         match last.checked_add(1) {
             Some(n) => Ok(Number(n.max(initial))),
             None => Err(Error::Exhausted {
@@ -93,6 +91,42 @@ impl Transaction<'_> {
         }
     }
 
+    /// Where `seq` lives in this transaction's state, and its initial value. A sequence of an
+    /// open kind is loaded into the workspace's cache entry on first use.
+    #[inline]
+    fn locate(&mut self, seq: SeqId) -> Result<(usize, u64)> {
+        if !self.seq.is_open(self.ki) {
+            let idx = self.seq.seq_index(self.ki, seq)?;
+            return Ok((idx, self.seq.initial(self.ki, idx)));
+        }
+        let slot = self.slot()?;
+        let (idx, initial) = self.seq.open_position(self.ki, slot, self.ws, seq)?;
+        if self.seq.tx_last.len() <= idx {
+            self.seq.tx_last.resize(idx + 1, 0);
+        }
+        Ok((idx, initial))
+    }
+
+    /// The workspace's cache slot, loading it on first use.
+    #[inline]
+    fn slot(&mut self) -> Result<u32> {
+        match self.slot {
+            Some(s) => Ok(s),
+            None => {
+                let s = self.seq.resolve(self.ki, self.ws)?;
+                self.slot = Some(s);
+                Ok(s)
+            }
+        }
+    }
+
+    /// Ends a transaction that took no numbers without committing or actualizing it: no
+    /// event, no offset used ([`Sequencer::peek`]).
+    pub(super) fn abandon(mut self) {
+        self.done = true;
+        self.seq.end_unused();
+    }
+
     /// The last number this transaction (or, before it, the workspace) handed out from the
     /// sequence at `idx` of the kind; 0 if none. Loads the workspace on first use.
     #[inline]
@@ -101,14 +135,7 @@ impl Transaction<'_> {
         if last != 0 {
             return Ok(last);
         }
-        let slot = match self.slot {
-            Some(s) => s,
-            None => {
-                let s = self.seq.resolve(self.ki, self.ws)?;
-                self.slot = Some(s);
-                s
-            }
-        };
+        let slot = self.slot()?;
         Ok(self.seq.cache.slot(slot).last[idx])
     }
 
