@@ -50,6 +50,17 @@ pub enum Error {
         requested: u64,
     },
 
+    /// An I/O operation of the daemon failed: binding a port, spawning a thread. The message
+    /// names what it was doing.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// An argument is out of its documented range. Nothing was changed.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -49,6 +49,7 @@
 mod actualizer;
 mod cache;
 mod clock;
+pub mod daemon;
 mod error;
 mod flusher;
 mod options;

@@ -294,6 +294,18 @@ impl Sequencer {
         }
     }
 
+    /// Discards all unflushed state and rebuilds it from storage and the PLog in the
+    /// background, as a failed transaction's `actualize` does; `start` answers `Busy` until
+    /// that is done. For operators (the daemon's `POST /v1/partitions/{p}/actualize`).
+    pub fn actualize(&mut self) {
+        self.request_actualize();
+    }
+
+    /// The count of actualizations that discarded state, as `Committed` tickets record it.
+    pub(crate) fn current_generation(&self) -> u64 {
+        self.shared.generation.load(Ordering::Acquire)
+    }
+
     /// Drops all resident and unflushed state and asks the worker to rebuild it.
     pub(crate) fn request_actualize(&mut self) {
         self.cache.clear();

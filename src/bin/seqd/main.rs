@@ -1,7 +1,8 @@
-//! The `seqd` command: `seqd demo` runs the embedded sequencer on a local store and prints
-//! what it hands out and how fast.
+//! The `seqd` command: `seqd serve` runs the daemon; `seqd demo` runs the embedded
+//! sequencer on a local store and prints what it hands out and how fast.
 
 mod demo;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -20,6 +21,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the daemon: Redis-compatible protocol (default 127.0.0.1:10001) and HTTP admin
+    /// (default 127.0.0.1:10080) over RocksDB under ./seqd-data.
+    Serve(Box<seqd::daemon::Config>),
     /// Run a demo workload on the embedded sequencer and print numbers and throughput.
     Demo(demo::DemoArgs),
 }
@@ -27,6 +31,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(config) => return serve::run(*config),
         Command::Demo(args) => demo::run(&args),
     };
     match result {

@@ -1,0 +1,257 @@
+//! Tests of command parsing: every command, every error.
+
+use super::*;
+
+/// Parses a space-separated request ("" = no arguments).
+fn p(s: &str) -> Result<Command<'_>, CommandError> {
+    let args: Vec<&[u8]> = s.split(' ').map(str::as_bytes).collect();
+    parse_command(&args)
+}
+
+fn e(s: &str) -> String {
+    let err = p(s).unwrap_err();
+    assert!(!err.0.contains(['\r', '\n']), "{err:?}");
+    err.0
+}
+
+fn arity_msg(name: &str) -> String {
+    format!("ERR wrong number of arguments for '{name}' command")
+}
+
+#[test]
+fn simple_commands() {
+    assert_eq!(p("GETSEQ"), Ok(Command::GetSeq));
+    assert_eq!(p("getseq"), Ok(Command::GetSeq));
+    assert_eq!(p("Current"), Ok(Command::Current));
+    assert_eq!(p("quit"), Ok(Command::Quit));
+    assert_eq!(p("PING"), Ok(Command::Ping(None)));
+    assert_eq!(p("ping hi"), Ok(Command::Ping(Some(b"hi"))));
+    assert_eq!(p("COMMAND"), Ok(Command::CommandInfo(None)));
+    assert_eq!(
+        p("command docs GET SET"),
+        Ok(Command::CommandInfo(Some(b"docs")))
+    );
+    assert_eq!(p("SELECT 0"), Ok(Command::Select(b"0")));
+    assert_eq!(p("select x"), Ok(Command::Select(b"x")));
+    assert_eq!(
+        p("CONFIG GET maxclients"),
+        Ok(Command::ConfigGet(b"maxclients"))
+    );
+    assert_eq!(p("config get *"), Ok(Command::ConfigGet(b"*")));
+    assert_eq!(p("CLIENT SETNAME me"), Ok(Command::ClientSetInfo));
+    assert_eq!(
+        p("client setinfo lib-name redis-rs"),
+        Ok(Command::ClientSetInfo)
+    );
+}
+
+#[test]
+fn arity_errors() {
+    for (req, name) in [
+        ("GETSEQ x", "getseq"),
+        ("current x", "current"),
+        ("QUIT now", "quit"),
+        ("PING a b", "ping"),
+        ("NEXT", "next"),
+        ("NEXT 1", "next"),
+        ("next 1 2 3 4", "next"),
+        ("PEEK 1", "peek"),
+        ("PEEK 1 2 3", "peek"),
+        ("AUTH", "auth"),
+        ("AUTH a b c", "auth"),
+        ("CONFIG", "config"),
+        ("CONFIG GET", "config|get"),
+        ("CONFIG GET a b", "config|get"),
+        ("SELECT", "select"),
+        ("SELECT 0 1", "select"),
+        ("CLIENT", "client"),
+        ("CLIENT SETNAME", "client|setname"),
+        ("CLIENT SETNAME a b", "client|setname"),
+        ("CLIENT SETINFO a", "client|setinfo"),
+    ] {
+        assert_eq!(e(req), arity_msg(name), "{req}");
+    }
+}
+
+#[test]
+fn next_and_peek() {
+    assert_eq!(
+        p("NEXT 1 2"),
+        Ok(Command::Next {
+            ws: 1,
+            seq: 2,
+            count: 1
+        })
+    );
+    assert_eq!(
+        p("next 0 0 1"),
+        Ok(Command::Next {
+            ws: 0,
+            seq: 0,
+            count: 1
+        })
+    );
+    assert_eq!(
+        p("NeXt 18446744073709551615 65535 1000000"),
+        Ok(Command::Next {
+            ws: u64::MAX,
+            seq: u16::MAX,
+            count: MAX_COUNT
+        })
+    );
+    assert_eq!(
+        p("NEXT 007 08 09"),
+        Ok(Command::Next {
+            ws: 7,
+            seq: 8,
+            count: 9
+        })
+    );
+    assert_eq!(p("PEEK 42 5"), Ok(Command::Peek { ws: 42, seq: 5 }));
+    assert_eq!(
+        p("peek 18446744073709551615 65535"),
+        Ok(Command::Peek {
+            ws: u64::MAX,
+            seq: u16::MAX
+        })
+    );
+}
+
+#[test]
+fn number_errors() {
+    let ws = |v: &str| {
+        format!("ERR workspace must be an integer in 0..=18446744073709551615, got '{v}'")
+    };
+    let seq = |v: &str| format!("ERR sequence must be an integer in 0..=65535, got '{v}'");
+    let count = |v: &str| format!("ERR count must be an integer in 1..=1000000, got '{v}'");
+    for bad in [
+        "abc",
+        "",
+        "-1",
+        "+1",
+        " 1",
+        "1 ",
+        "1.0",
+        "0x10",
+        "18446744073709551616",
+        "99999999999999999999999",
+    ] {
+        let args: [&[u8]; 3] = [b"NEXT", bad.as_bytes(), b"1"];
+        assert_eq!(parse_command(&args).unwrap_err().0, ws(bad), "{bad:?}");
+        let args: [&[u8]; 3] = [b"PEEK", b"1", bad.as_bytes()];
+        assert_eq!(parse_command(&args).unwrap_err().0, seq(bad), "{bad:?}");
+        let args: [&[u8]; 4] = [b"NEXT", b"1", b"1", bad.as_bytes()];
+        assert_eq!(parse_command(&args).unwrap_err().0, count(bad), "{bad:?}");
+    }
+    assert_eq!(e("NEXT 1 65536"), seq("65536"));
+    assert_eq!(e("PEEK 1 70000"), seq("70000"));
+    assert_eq!(e("NEXT 1 1 0"), count("0"));
+    assert_eq!(e("NEXT 1 1 1000001"), count("1000001"));
+    // The first bad argument is reported.
+    assert_eq!(e("NEXT x y 0"), ws("x"));
+    assert_eq!(e("NEXT 1 y 0"), seq("y"));
+    assert_eq!(e("NEXT x y"), ws("x"));
+}
+
+#[test]
+fn shown_values_are_sanitized() {
+    let args: [&[u8]; 3] = [b"NEXT", b"1\r\n2\t\0", b"1"];
+    let msg = parse_command(&args).unwrap_err().0;
+    assert!(msg.ends_with(r"got '1\r\n2\t\u{0}'"), "{msg}");
+    let long = "9".repeat(100);
+    assert!(e(&format!("PEEK {long} 1")).ends_with(&format!("got '{}...'", &long[..32])));
+    let args: [&[u8]; 3] = [b"PEEK", b"\xff\xfe", b"1"];
+    assert!(
+        parse_command(&args)
+            .unwrap_err()
+            .0
+            .ends_with("got '\u{fffd}\u{fffd}'")
+    );
+    // A multi-byte character cut at 32 bytes becomes a replacement character.
+    let cut = format!("{}é", "a".repeat(31));
+    let args: [&[u8]; 3] = [b"PEEK", cut.as_bytes(), b"1"];
+    let msg = parse_command(&args).unwrap_err().0;
+    assert!(
+        msg.ends_with(&format!("got '{}\u{fffd}...'", "a".repeat(31))),
+        "{msg}"
+    );
+}
+
+#[test]
+fn auth() {
+    assert_eq!(
+        p("AUTH pw"),
+        Ok(Command::Auth {
+            username: None,
+            password: b"pw"
+        })
+    );
+    assert_eq!(
+        p("auth user pw"),
+        Ok(Command::Auth {
+            username: Some(b"user"),
+            password: b"pw"
+        })
+    );
+}
+
+#[test]
+fn hello() {
+    let hello = |version, auth, setname| {
+        Ok(Command::Hello {
+            version,
+            auth,
+            setname,
+        })
+    };
+    assert_eq!(p("HELLO"), hello(None, None, None));
+    assert_eq!(p("hello 3"), hello(Some(b"3"), None, None));
+    assert_eq!(p("HELLO x"), hello(Some(b"x"), None, None));
+    assert_eq!(
+        p("HELLO 2 AUTH u p"),
+        hello(Some(b"2"), Some((b"u", b"p")), None)
+    );
+    assert_eq!(p("HELLO 3 setname c"), hello(Some(b"3"), None, Some(b"c")));
+    assert_eq!(
+        p("HELLO 3 SETNAME c auth u p"),
+        hello(Some(b"3"), Some((b"u", b"p")), Some(b"c"))
+    );
+    assert_eq!(
+        p("HELLO 3 AUTH u p SETNAME c SETNAME d"),
+        hello(Some(b"3"), Some((b"u", b"p")), Some(b"d"))
+    );
+    let syntax = |o: &str| format!("ERR Syntax error in HELLO option '{o}'");
+    assert_eq!(e("HELLO 3 AUTH u"), syntax("AUTH"));
+    assert_eq!(e("HELLO 3 AUTH"), syntax("AUTH"));
+    assert_eq!(e("HELLO 3 SETNAME"), syntax("SETNAME"));
+    assert_eq!(e("HELLO 3 SETNAME c x"), syntax("x"));
+    assert_eq!(e("HELLO 3 FOO"), syntax("FOO"));
+}
+
+#[test]
+fn unsupported() {
+    let unknown = |n: &str| {
+        format!(
+            "ERR Unknown command '{n}'. Supported: GETSEQ, CURRENT, NEXT, PEEK, PING, QUIT, \
+             AUTH, HELLO, COMMAND, CONFIG GET"
+        )
+    };
+    assert_eq!(e("SET k v"), unknown("SET"));
+    assert_eq!(e(""), unknown(""));
+    assert_eq!(e("NEXTX 1 2"), unknown("NEXTX"));
+    let args: [&[u8]; 1] = [b"GET\r\nSET"];
+    assert_eq!(parse_command(&args).unwrap_err().0, unknown(r"GET\r\nSET"));
+    assert_eq!(
+        e("CONFIG SET a b"),
+        "ERR CONFIG subcommand 'SET' is not supported; only CONFIG GET"
+    );
+    assert_eq!(
+        e("CLIENT LIST"),
+        "ERR CLIENT subcommand 'LIST' is not supported; only CLIENT SETNAME and CLIENT SETINFO"
+    );
+    assert_eq!(
+        parse_command(&[]),
+        Err(CommandError("ERR empty command".into()))
+    );
+    assert_eq!(CommandError("ERR x".into()).to_string(), "ERR x");
+}

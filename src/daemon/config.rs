@@ -1,0 +1,216 @@
+//! [`Config`]: everything `seqd serve` can be told, as flags and `SEQD_*` environment variables.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::error::{Error, Result};
+
+/// When a reply may leave the server (see `design/daemon.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityMode {
+    /// A reply leaves only after the numbers in it are on disk (group commit). Nothing
+    /// acknowledged is ever lost or reissued, and a crash skips nothing acknowledged.
+    Sync,
+    /// Each sequence reserves a window of numbers on disk ahead of use and answers from memory
+    /// below it. A crash skips at most one window per sequence; a graceful shutdown none.
+    Lease,
+}
+
+/// Where the daemon keeps its numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// RocksDB under `--data-dir` (needs the `rocksdb` cargo feature, on by default).
+    Rocksdb,
+    /// Memory only: everything is lost when the process ends. For trying things out and tests.
+    Memory,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The daemon's configuration. Every field has a flag and an environment variable; the
+/// defaults make `seqd serve` with no arguments a working local server.
+#[derive(Args, Clone, Debug)]
+pub struct Config {
+    /// Data directory (RocksDB). Created if missing.
+    #[arg(long, env = "SEQD_DATA_DIR", default_value = "./seqd-data")]
+    pub data_dir: PathBuf,
+
+    /// Address the protocol and the HTTP admin listen on. Loopback by default: expose it
+    /// deliberately, with --auth-token.
+    #[arg(long, env = "SEQD_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Protocol (RESP2) port; 0 picks a free one.
+    #[arg(long, env = "SEQD_PORT", default_value_t = 10001)]
+    pub port: u16,
+
+    /// HTTP admin port; 0 picks a free one.
+    #[arg(long, env = "SEQD_ADMIN_PORT", default_value_t = 10080)]
+    pub admin_port: u16,
+
+    /// Partitions (one sequencer and one worker thread each); workspace w belongs to
+    /// partition w % partitions. Default: the number of cores.
+    #[arg(long, env = "SEQD_PARTITIONS")]
+    pub partitions: Option<u16>,
+
+    /// First number of every sequence.
+    #[arg(long, env = "SEQD_INITIAL", default_value_t = 1)]
+    pub initial: u64,
+
+    /// Most client connections at once; the next one gets an error and is closed.
+    #[arg(long, env = "SEQD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// When replies may leave: `sync` (after fsync) or `lease` (from a reserved window).
+    #[arg(long, env = "SEQD_DURABILITY", value_enum, default_value_t = DurabilityMode::Lease)]
+    pub durability: DurabilityMode,
+
+    /// Require this token: `AUTH token` on the protocol, `Authorization: Bearer token` on
+    /// HTTP (except /healthz and /readyz).
+    #[arg(long, env = "SEQD_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+
+    /// Storage engine.
+    #[arg(long, env = "SEQD_STORE", value_enum, default_value_t = StoreKind::Rocksdb)]
+    pub store: StoreKind,
+
+    /// Workspaces resident in memory per partition.
+    #[arg(long, env = "SEQD_CACHE_CAPACITY", default_value_t = 100_000)]
+    pub cache_capacity: usize,
+
+    /// Values awaiting their write per partition before requests get -BUSY.
+    #[arg(long, env = "SEQD_MAX_UNFLUSHED", default_value_t = 100_000)]
+    pub max_unflushed: usize,
+
+    /// Lease mode: sequences holding a reserved window per partition. The least recently
+    /// reserved beyond it give up the unused rest of their window (a gap, never a reuse).
+    #[arg(long, env = "SEQD_MAX_LEASES", default_value_t = 100_000)]
+    pub max_leases: usize,
+
+    /// Close a connection that sent part of a request and nothing more for this many seconds.
+    #[arg(long, env = "SEQD_REQUEST_TIMEOUT", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// Close a connection whose replies have not been read for this many seconds.
+    #[arg(long, env = "SEQD_WRITE_TIMEOUT", default_value_t = 30)]
+    pub write_timeout_secs: u64,
+
+    /// Log format.
+    #[arg(long, env = "SEQD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./seqd-data"),
+            host: "127.0.0.1".into(),
+            port: 10001,
+            admin_port: 10080,
+            partitions: None,
+            initial: 1,
+            max_connections: 10_000,
+            durability: DurabilityMode::Lease,
+            auth_token: None,
+            store: StoreKind::Rocksdb,
+            cache_capacity: 100_000,
+            max_unflushed: 100_000,
+            max_leases: 100_000,
+            request_timeout_secs: 30,
+            write_timeout_secs: 30,
+            log_format: LogFormat::Human,
+        }
+    }
+}
+
+impl Config {
+    /// Partitions to run: the configured number, or the number of cores.
+    pub fn partition_count(&self) -> u16 {
+        self.partitions.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| u16::try_from(n.get()).unwrap_or(u16::MAX))
+        })
+    }
+
+    pub(crate) fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    pub(crate) fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_secs)
+    }
+
+    /// Checks every field; the error names the flag and the rule it breaks.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::InvalidOptions(m.into()));
+        if self.partitions == Some(0) {
+            return bad("--partitions must be >= 1");
+        }
+        if self.initial == 0 {
+            return bad("--initial must be >= 1 (0 means 'never written' in storage)");
+        }
+        if self.max_connections == 0 {
+            return bad("--max-connections must be >= 1");
+        }
+        if self.max_leases == 0 {
+            return bad("--max-leases must be >= 1");
+        }
+        if self.request_timeout_secs == 0 || self.write_timeout_secs == 0 {
+            return bad("--request-timeout and --write-timeout must be >= 1 second");
+        }
+        if self.auth_token.as_deref() == Some("") {
+            return bad("--auth-token must not be empty");
+        }
+        if cfg!(not(feature = "rocksdb")) && self.store == StoreKind::Rocksdb {
+            return bad(
+                "this seqd was built without the `rocksdb` feature; use --store memory or \
+                 rebuild with default features",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_rules_are_enforced() {
+        let ok = Config {
+            store: StoreKind::Memory,
+            ..Config::default()
+        };
+        assert!(ok.validate().is_ok());
+        for bad in [
+            Config {
+                partitions: Some(0),
+                ..ok.clone()
+            },
+            Config {
+                initial: 0,
+                ..ok.clone()
+            },
+            Config {
+                max_connections: 0,
+                ..ok.clone()
+            },
+            Config {
+                auth_token: Some(String::new()),
+                ..ok.clone()
+            },
+        ] {
+            assert!(matches!(bad.validate(), Err(Error::InvalidOptions(_))));
+        }
+        assert!(ok.partition_count() >= 1);
+    }
+}

@@ -1,0 +1,247 @@
+//! The HTTP admin API (axum): health, readiness, metrics, status, numbers, flush, actualize.
+//! Errors are JSON `{"error": "..."}` with a status code that says what to do: 400 fix the
+//! request, 401 authenticate, 404 no such thing, 503 retry (with `Retry-After`).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::command::MAX_COUNT;
+use super::partition::{Reply, Req};
+use super::{Shared, constant_time_eq};
+
+/// The admin router over `shared`.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/status", get(status))
+        .route("/v1/sequences/{ws}/{seq}", get(peek))
+        .route("/v1/sequences/{ws}/{seq}/next", post(next))
+        .route("/v1/flush", post(flush))
+        .route("/v1/partitions/{p}/actualize", post(actualize))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(Arc::clone(&shared), guard))
+        .with_state(shared)
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    let mut resp = (status, Json(json!({ "error": msg.into() }))).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+/// Counts requests and checks the bearer token (all but `/healthz` and `/readyz`).
+async fn guard(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    shared.metrics.http_requests.inc();
+    let open = matches!(req.uri().path(), "/healthz" | "/readyz");
+    if let (Some(token), false) = (shared.config.auth_token.as_deref(), open) {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let ok = presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes()));
+        if !ok {
+            let mut resp = error(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong token: send 'Authorization: Bearer <token>'",
+            );
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return resp;
+        }
+    }
+    next.run(req).await
+}
+
+async fn healthz() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let ready = shared.partitions.ready();
+    let partitions = shared.partitions.len();
+    if ready == partitions {
+        Json(json!({ "ready": true, "partitions": partitions })).into_response()
+    } else {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("recovering: {ready} of {partitions} partitions ready"),
+        )
+    }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let statuses = shared.partitions.statuses().await;
+    let body = shared.metrics.render(statuses);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> Response {
+    let partitions = shared.partitions.statuses().await;
+    let ready = partitions.iter().all(|p| p.ready);
+    Json(json!({
+        "role": "standalone",
+        "version": env!("CARGO_PKG_VERSION"),
+        "durability": format!("{:?}", shared.config.durability).to_lowercase(),
+        "ready": ready,
+        "connections": shared.metrics.connections.get(),
+        "partitions": partitions,
+    }))
+    .into_response()
+}
+
+fn parse_ids(ws: &str, seq: &str) -> Result<(u64, u16), Box<Response>> {
+    let ws = ws.parse::<u64>().map_err(|_| {
+        bad(format!(
+            "workspace must be an integer in 0..={}, got '{}'",
+            u64::MAX,
+            clip(ws)
+        ))
+    })?;
+    let seq = seq.parse::<u16>().map_err(|_| {
+        bad(format!(
+            "sequence must be an integer in 0..=65535, got '{}'",
+            clip(seq)
+        ))
+    })?;
+    Ok((ws, seq))
+}
+
+fn bad(msg: String) -> Box<Response> {
+    Box::new(error(StatusCode::BAD_REQUEST, msg))
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(32).collect()
+}
+
+fn reply_response(reply: Reply, ok: impl FnOnce(u64) -> serde_json::Value) -> Response {
+    match reply {
+        Reply::Number(n) => Json(ok(n)).into_response(),
+        Reply::Busy(msg) => error(StatusCode::SERVICE_UNAVAILABLE, msg),
+        Reply::Error(msg) => error(StatusCode::UNPROCESSABLE_ENTITY, msg),
+    }
+}
+
+async fn peek(
+    State(shared): State<Arc<Shared>>,
+    Path((ws, seq)): Path<(String, String)>,
+) -> Response {
+    let (ws, seq) = match parse_ids(&ws, &seq) {
+        Ok(ids) => ids,
+        Err(resp) => return *resp,
+    };
+    let reply = shared.partitions.one(Req::Peek { ws, seq }).await;
+    reply_response(reply, |n| json!({ "ws": ws, "seq": seq, "next": n }))
+}
+
+async fn next(
+    State(shared): State<Arc<Shared>>,
+    Path((ws, seq)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let (ws, seq) = match parse_ids(&ws, &seq) {
+        Ok(ids) => ids,
+        Err(resp) => return *resp,
+    };
+    let mut count = 1;
+    for pair in query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k != "count" {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown query parameter '{}'; only 'count'", clip(k)),
+            );
+        }
+        match v.parse::<u64>() {
+            Ok(n) if (1..=MAX_COUNT).contains(&n) => count = n,
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "count must be an integer in 1..={MAX_COUNT}, got '{}'",
+                        clip(v)
+                    ),
+                );
+            }
+        }
+    }
+    let reply = shared.partitions.one(Req::Next { ws, seq, count }).await;
+    reply_response(
+        reply,
+        |first| json!({ "ws": ws, "seq": seq, "first": first, "last": first.saturating_add(count - 1), "count": count }),
+    )
+}
+
+async fn flush(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.partitions.flush().await {
+        Ok(offsets) => {
+            Json(json!({ "flushed": true, "checkpoint_offsets": offsets })).into_response()
+        }
+        Err(msg) => error(StatusCode::SERVICE_UNAVAILABLE, msg),
+    }
+}
+
+async fn actualize(State(shared): State<Arc<Shared>>, Path(p): Path<String>) -> Response {
+    let n = shared.partitions.len();
+    let p = match p.parse::<usize>() {
+        Ok(p) if p < n => p,
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no partition '{}': partitions are 0..{n}", clip(&p)),
+            );
+        }
+    };
+    if shared.partitions.actualize(p).await {
+        (
+            StatusCode::ACCEPTED,
+            Json(json!({ "partition": p, "actualizing": true })),
+        )
+            .into_response()
+    } else {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        )
+    }
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such endpoint; see /v1/status, /v1/sequences/{ws}/{seq}, /metrics",
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint",
+    )
+}

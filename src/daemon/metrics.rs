@@ -1,0 +1,248 @@
+//! Prometheus metrics (`GET /metrics`): the daemon's own counters, kept as atomics, and each
+//! partition's sequencer statistics, collected at scrape time.
+
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::Registry;
+
+use super::status::PartitionStatus;
+use crate::util::lock;
+
+type Labels = [(&'static str, &'static str); 1];
+
+/// Requests of one read of one connection, by kind; added to [`Metrics`] once per read.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RequestCounts {
+    pub(crate) next: u64,
+    pub(crate) peek: u64,
+    pub(crate) errors: u64,
+    pub(crate) busy: u64,
+    pub(crate) auth_failures: u64,
+}
+
+/// The daemon's metrics registry.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    next: Counter,
+    peek: Counter,
+    errors: Counter,
+    busy: Counter,
+    auth_failures: Counter,
+    pub(crate) connections: Gauge,
+    pub(crate) connections_total: Counter,
+    pub(crate) connections_rejected: Counter,
+    pub(crate) http_requests: Counter,
+    /// The partitions' statuses of the scrape in progress.
+    snapshot: Arc<Mutex<Vec<PartitionStatus>>>,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "seqd_requests",
+            "Protocol requests by command",
+            requests.clone(),
+        );
+        let next = requests.get_or_create(&[("command", "next")]).clone();
+        let peek = requests.get_or_create(&[("command", "peek")]).clone();
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let errors = counter(
+            &mut registry,
+            "seqd_request_errors",
+            "Requests answered -ERR",
+        );
+        let busy = counter(
+            &mut registry,
+            "seqd_busy_replies",
+            "Requests answered -BUSY (retry later)",
+        );
+        let auth_failures = counter(&mut registry, "seqd_auth_failures", "Failed AUTH attempts");
+        let connections_total = counter(
+            &mut registry,
+            "seqd_connections_accepted",
+            "Connections accepted",
+        );
+        let connections_rejected = counter(
+            &mut registry,
+            "seqd_connections_rejected",
+            "Connections refused at --max-connections",
+        );
+        let http_requests = counter(&mut registry, "seqd_http_requests", "HTTP admin requests");
+        let connections = Gauge::default();
+        registry.register(
+            "seqd_connections",
+            "Open protocol connections",
+            connections.clone(),
+        );
+        let snapshot = Arc::new(Mutex::new(Vec::new()));
+        registry.register_collector(Box::new(PartitionCollector {
+            snapshot: Arc::clone(&snapshot),
+        }));
+        Metrics {
+            registry,
+            next,
+            peek,
+            errors,
+            busy,
+            auth_failures,
+            connections,
+            connections_total,
+            connections_rejected,
+            http_requests,
+            snapshot,
+        }
+    }
+
+    pub(crate) fn add_requests(&self, c: &RequestCounts) {
+        for (counter, n) in [
+            (&self.next, c.next),
+            (&self.peek, c.peek),
+            (&self.errors, c.errors),
+            (&self.busy, c.busy),
+            (&self.auth_failures, c.auth_failures),
+        ] {
+            if n > 0 {
+                counter.inc_by(n);
+            }
+        }
+    }
+
+    /// The Prometheus text exposition, with the partitions as of `statuses`.
+    pub(crate) fn render(&self, statuses: Vec<PartitionStatus>) -> String {
+        let mut out = String::new();
+        let mut snap = lock(&self.snapshot);
+        *snap = statuses;
+        drop(snap);
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+            out.push_str("# encoding metrics failed\n");
+        }
+        out
+    }
+}
+
+#[derive(Debug)]
+struct PartitionCollector {
+    snapshot: Arc<Mutex<Vec<PartitionStatus>>>,
+}
+
+type Field = fn(&PartitionStatus) -> u64;
+
+const COUNTERS: &[(&str, &str, Field)] = &[
+    ("seqd_numbers_issued", "Numbers handed out", |s| {
+        s.numbers_issued
+    }),
+    (
+        "seqd_reservations",
+        "Reservations written (sync: per NEXT; lease: per window)",
+        |s| s.reservations,
+    ),
+    ("seqd_flush_batches", "Flush writes that succeeded", |s| {
+        s.flush_batches
+    }),
+    ("seqd_flushed_values", "Values written by flushes", |s| {
+        s.flushed_values
+    }),
+    ("seqd_flush_errors", "Flush writes that failed", |s| {
+        s.flush_errors
+    }),
+    (
+        "seqd_flush_give_ups",
+        "Batches given up (each led to an actualization)",
+        |s| s.flush_give_ups,
+    ),
+    (
+        "seqd_actualizations",
+        "Actualizations, the recovery at start included",
+        |s| s.actualizations,
+    ),
+    (
+        "seqd_partition_busy_replies",
+        "Requests a partition answered -BUSY",
+        |s| s.busy_replies,
+    ),
+    ("seqd_cache_hits", "Workspace cache hits", |s| s.cache_hits),
+    ("seqd_cache_misses", "Workspace cache misses", |s| {
+        s.cache_misses
+    }),
+    ("seqd_cache_evictions", "Workspace cache evictions", |s| {
+        s.cache_evictions
+    }),
+    (
+        "seqd_lease_evictions",
+        "Leases dropped to stay within --max-leases",
+        |s| s.lease_evictions,
+    ),
+];
+
+const GAUGES: &[(&str, &str, Field)] = &[
+    ("seqd_unflushed", "Values committed, not yet durable", |s| {
+        s.unflushed as u64
+    }),
+    ("seqd_resident_workspaces", "Workspaces in the cache", |s| {
+        s.resident_workspaces as u64
+    }),
+    ("seqd_leases", "Sequences holding a lease", |s| {
+        s.leases as u64
+    }),
+    (
+        "seqd_checkpoint_offset",
+        "Every commit at or below this offset is durable",
+        |s| s.checkpoint_offset,
+    ),
+    (
+        "seqd_last_flush_latency_microseconds",
+        "Duration of the last flush write",
+        |s| s.last_flush_latency_us,
+    ),
+    (
+        "seqd_mean_flush_latency_microseconds",
+        "Mean duration of flush writes",
+        |s| s.mean_flush_latency_us,
+    ),
+    (
+        "seqd_partition_ready",
+        "1 when the partition is recovered and serving",
+        |s| u64::from(s.ready),
+    ),
+];
+
+impl Collector for PartitionCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let snap = lock(&self.snapshot);
+        for (name, help, field) in COUNTERS {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                ConstCounter::new(0u64).metric_type(),
+            )?;
+            for s in snap.iter() {
+                let labels = [("partition", s.partition.to_string())];
+                ConstCounter::new(field(s)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        for (name, help, field) in GAUGES {
+            let mut family =
+                encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
+            for s in snap.iter() {
+                let labels = [("partition", s.partition.to_string())];
+                let v = i64::try_from(field(s)).unwrap_or(i64::MAX);
+                ConstGauge::new(v).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,229 @@
+//! [`Partitions`]: the handle connections and HTTP handlers use to reach the partition workers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::config::Config;
+use super::partition::{Batch, KIND, Msg, Reply, Req, StopReport, Worker};
+use super::status::PartitionStatus;
+use super::store::Backend;
+use crate::error::{Error, Result};
+use crate::options::{Options, ProgressHook};
+use crate::sequencer::Sequencer;
+use crate::storage::SeqValue;
+use crate::types::{Number, PartitionId, SeqTypes};
+use crate::util::lock;
+
+/// Requests (batches) queued per partition before senders wait.
+const QUEUE: usize = 1024;
+
+struct Handle {
+    tx: mpsc::Sender<Msg>,
+    ready: Arc<AtomicBool>,
+    thread: std::sync::Mutex<Option<JoinHandle<StopReport>>>,
+}
+
+/// The partition workers of a running daemon.
+pub(crate) struct Partitions {
+    handles: Vec<Handle>,
+}
+
+/// What stopping every partition left behind.
+#[derive(Debug, Default)]
+pub(crate) struct Stopped {
+    pub(crate) cursors: Vec<SeqValue>,
+    pub(crate) close_errors: Vec<String>,
+}
+
+impl Partitions {
+    /// Opens one sequencer per partition on `backend` and starts its worker thread. Recovery
+    /// runs in the background; a partition answers -BUSY until it is ready.
+    pub(crate) fn start(
+        config: &Config,
+        backend: &dyn Backend,
+        cursors: Vec<SeqValue>,
+    ) -> Result<Partitions> {
+        let n = config.partition_count();
+        let mut per_partition: Vec<Vec<SeqValue>> = (0..n).map(|_| Vec::new()).collect();
+        if config.durability == super::DurabilityMode::Sync {
+            if !cursors.is_empty() {
+                tracing::info!(
+                    sequences = cursors.len(),
+                    "sync mode: lease cursors of the last run are dropped (their windows are skipped)"
+                );
+            }
+        } else {
+            for c in cursors {
+                if let Some(v) = per_partition.get_mut((c.ws.0 % u64::from(n)) as usize) {
+                    v.push(c);
+                }
+            }
+        }
+        let mut handles = Vec::with_capacity(usize::from(n));
+        for (p, restore) in (0..n).zip(per_partition) {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            let progress = Arc::new(AtomicBool::new(false));
+            let hook = {
+                let progress = Arc::clone(&progress);
+                let weak = tx.downgrade();
+                ProgressHook::new(move || {
+                    if !progress.swap(true, Ordering::AcqRel)
+                        && let Some(tx) = weak.upgrade()
+                    {
+                        let _ = tx.try_send(Msg::Wake);
+                    }
+                })
+            };
+            let options = Options {
+                seq_types: SeqTypes::new().with_all(KIND, Number(config.initial)),
+                cache_capacity: config.cache_capacity,
+                max_unflushed: config.max_unflushed,
+                on_progress: Some(hook),
+                ..Options::default()
+            };
+            let storage = backend.partition(PartitionId(p));
+            let seq = Sequencer::open_named(storage, options, &format!("seqd-flush-{p}"))?;
+            let worker = Worker::new(
+                PartitionId(p),
+                seq,
+                config.durability,
+                rx,
+                progress,
+                restore,
+                config.max_leases,
+            );
+            let ready = Arc::clone(&worker.ready);
+            let thread = std::thread::Builder::new()
+                .name(format!("seqd-part-{p}"))
+                .spawn(move || worker.run())
+                .map_err(|e| Error::Io {
+                    context: format!("cannot start the worker thread of partition {p}"),
+                    source: e,
+                })?;
+            handles.push(Handle {
+                tx,
+                ready,
+                thread: std::sync::Mutex::new(Some(thread)),
+            });
+        }
+        Ok(Partitions { handles })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// The partition of workspace `ws`.
+    #[inline]
+    pub(crate) fn of(&self, ws: u64) -> usize {
+        (ws % self.handles.len() as u64) as usize
+    }
+
+    /// How many partitions are recovered and serving.
+    pub(crate) fn ready(&self) -> usize {
+        self.handles
+            .iter()
+            .filter(|h| h.ready.load(Ordering::Acquire))
+            .count()
+    }
+
+    /// Queues `batch` for partition `p`; the receiver gets it back answered. Gives the batch
+    /// back when the partition is gone.
+    pub(crate) async fn send(
+        &self,
+        p: usize,
+        batch: Batch,
+    ) -> std::result::Result<oneshot::Receiver<Batch>, Batch> {
+        let Some(h) = self.handles.get(p) else {
+            return Err(batch);
+        };
+        let (tx, rx) = oneshot::channel();
+        match h.tx.send(Msg::Batch(batch, tx)).await {
+            Ok(()) => Ok(rx),
+            Err(mpsc::error::SendError(msg)) => match msg {
+                Msg::Batch(b, _) => Err(b),
+                _ => Err(Batch::default()),
+            },
+        }
+    }
+
+    /// Answers one request (HTTP).
+    pub(crate) async fn one(&self, req: Req) -> Reply {
+        let ws = match req {
+            Req::Next { ws, .. } | Req::Peek { ws, .. } => ws,
+        };
+        let mut batch = Batch::default();
+        batch.reqs.push(req);
+        let gone = || Reply::Busy("BUSY the server is shutting down".into());
+        match self.send(self.of(ws), batch).await {
+            Ok(rx) => match rx.await {
+                Ok(mut b) => b.replies.pop().unwrap_or_else(gone),
+                Err(_) => gone(),
+            },
+            Err(_) => gone(),
+        }
+    }
+
+    async fn ask<T>(&self, p: usize, make: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Option<T> {
+        let h = self.handles.get(p)?;
+        let (tx, rx) = oneshot::channel();
+        h.tx.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Every partition's status, in partition order (those that are gone are left out).
+    pub(crate) async fn statuses(&self) -> Vec<PartitionStatus> {
+        let mut out = Vec::with_capacity(self.len());
+        for p in 0..self.len() {
+            if let Some(s) = self.ask(p, Msg::Status).await {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// Waits until everything handed out so far is durable; the checkpoint offsets.
+    pub(crate) async fn flush(&self) -> std::result::Result<Vec<u64>, String> {
+        let mut out = Vec::with_capacity(self.len());
+        for p in 0..self.len() {
+            match self.ask(p, Msg::Flush).await {
+                Some(Ok(offset)) => out.push(offset.0),
+                Some(Err(e)) => return Err(format!("partition {p}: {e}")),
+                None => return Err("the server is shutting down".into()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Asks partition `p` to actualize. False when it is gone.
+    pub(crate) async fn actualize(&self, p: usize) -> bool {
+        self.ask(p, Msg::Actualize).await.is_some()
+    }
+
+    /// Stops every worker and joins its thread.
+    pub(crate) async fn stop(&self) -> Stopped {
+        let mut stopped = Stopped::default();
+        for (p, h) in self.handles.iter().enumerate() {
+            let (tx, rx) = oneshot::channel();
+            if h.tx.send(Msg::Stop(tx)).await.is_ok()
+                && let Ok(report) = rx.await
+            {
+                stopped.cursors.extend(report.cursors);
+                stopped.close_errors.extend(report.close_error);
+            }
+            let thread = lock(&h.thread).take();
+            if let Some(t) = thread {
+                let joined = tokio::task::spawn_blocking(move || t.join()).await;
+                if !matches!(joined, Ok(Ok(_))) {
+                    stopped
+                        .close_errors
+                        .push(format!("partition {p}: the worker thread panicked"));
+                }
+            }
+        }
+        stopped
+    }
+}

@@ -1,0 +1,376 @@
+//! Client connections: read requests, answer them in order, write replies in one go.
+//!
+//! Each read is parsed into as many requests as it holds (up to [`MAX_PIPELINE`]). Commands
+//! the connection can answer itself (PING, AUTH, HELLO, ...) are answered in place; numbers
+//! are asked of the partitions, one batch per partition per read, all partitions at once.
+//! Replies go out in request order in one write. A connection has at most one read's worth
+//! of requests in flight, so a client that stops reading its replies stops being read: its
+//! memory stays bounded, and after `--write-timeout` it is disconnected.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
+
+use super::command::{Command, parse_command};
+use super::partition::{Batch, Reply, Req};
+use super::protocol::{self, parse_request};
+use super::{Shared, constant_time_eq};
+
+/// Most requests taken from one read before their replies are written.
+pub const MAX_PIPELINE: usize = 1024;
+/// Most bytes buffered for one incomplete request.
+const MAX_REQUEST: usize = 1 << 20;
+/// How often an idle connection's read wakes up (it just reads again).
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Where the reply to one request comes from.
+enum Slot {
+    /// Bytes already encoded in `Conn::local`.
+    Local(Range<usize>),
+    /// Reply `index` of the batch sent to partition `p`.
+    Routed { p: usize, index: usize },
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    authed: bool,
+    close: bool,
+    slots: Vec<Slot>,
+    local: Vec<u8>,
+    out: Vec<u8>,
+    batches: Vec<Batch>,
+    args: Vec<Range<usize>>,
+    /// Requests per command kind in this read, added to the shared metrics once per read.
+    counts: super::metrics::RequestCounts,
+}
+
+/// Serves one client until it quits, breaks the protocol, times out, or the server stops.
+pub(crate) async fn serve_connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
+    let (mut rd, mut wr) = stream.into_split();
+    let partitions = shared.partitions.len();
+    let mut conn = Conn {
+        authed: shared.config.auth_token.is_none(),
+        shared,
+        close: false,
+        slots: Vec::new(),
+        local: Vec::new(),
+        out: Vec::new(),
+        batches: (0..partitions).map(|_| Batch::default()).collect(),
+        args: Vec::new(),
+        counts: Default::default(),
+    };
+    let request_timeout = conn.shared.config.request_timeout();
+    let write_timeout = conn.shared.config.write_timeout();
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut start = 0;
+    loop {
+        let consumed = conn.process(&buf[start..]).await;
+        start += consumed;
+        if !conn.out.is_empty() {
+            match tokio::time::timeout(write_timeout, wr.write_all(&conn.out)).await {
+                Ok(Ok(())) => {}
+                _ => break,
+            }
+        }
+        if conn.close || *stop.borrow() {
+            break;
+        }
+        if consumed > 0 && start < buf.len() {
+            continue; // more complete requests may be buffered
+        }
+        // Keep only the incomplete tail, then read more.
+        buf.drain(..start);
+        start = 0;
+        if buf.len() > MAX_REQUEST {
+            let mut out = Vec::new();
+            protocol::write_error(&mut out, "ERR Protocol error: request too large");
+            let _ = wr.write_all(&out).await;
+            break;
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(16 * 1024);
+        }
+        let partial = !buf.is_empty();
+        // An idle connection may wait forever; one with half a request has `request_timeout`.
+        let wait = if partial { request_timeout } else { IDLE_CHECK };
+        let read = tokio::select! {
+            r = tokio::time::timeout(wait, rd.read_buf(&mut buf)) => match r {
+                Ok(r) => r,
+                Err(_) if partial => {
+                    tracing::debug!(?peer, "closing a connection that left a request unfinished");
+                    break;
+                }
+                Err(_) => continue,
+            },
+            _ = stop.changed() => break,
+        };
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+impl Conn {
+    /// Parses and answers every complete request at the front of `buf` (up to
+    /// [`MAX_PIPELINE`]); the encoded replies are left in `self.out`. Returns the bytes used.
+    async fn process(&mut self, buf: &[u8]) -> usize {
+        self.slots.clear();
+        self.local.clear();
+        self.out.clear();
+        for b in &mut self.batches {
+            b.clear();
+        }
+        let mut pos = 0;
+        let mut argv: Vec<&[u8]> = Vec::new();
+        while self.slots.len() < MAX_PIPELINE && pos < buf.len() && !self.close {
+            let rest = &buf[pos..];
+            match parse_request(rest, &mut self.args) {
+                Ok(Some(len)) => {
+                    argv.clear();
+                    argv.extend(self.args.iter().filter_map(|r| rest.get(r.clone())));
+                    pos += len;
+                    if !argv.is_empty() {
+                        self.execute(&argv);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.local_error(&format!("ERR Protocol error: {e}"));
+                    self.close = true;
+                    pos = buf.len();
+                }
+            }
+        }
+        if !self.slots.is_empty() {
+            self.dispatch().await;
+            self.render();
+            self.shared.metrics.add_requests(&self.counts);
+            self.counts = Default::default();
+        }
+        pos
+    }
+
+    fn execute(&mut self, argv: &[&[u8]]) {
+        let cmd = match parse_command(argv) {
+            Ok(c) => c,
+            Err(e) => {
+                self.counts.errors += 1;
+                return self.local_error(&e.0);
+            }
+        };
+        if !self.authed
+            && !matches!(
+                cmd,
+                Command::Auth { .. } | Command::Hello { .. } | Command::Quit
+            )
+        {
+            self.counts.errors += 1;
+            return self.local_error("NOAUTH Authentication required.");
+        }
+        match cmd {
+            Command::GetSeq => self.route(Req::Next {
+                ws: 0,
+                seq: 0,
+                count: 1,
+            }),
+            Command::Current => self.route(Req::Peek { ws: 0, seq: 0 }),
+            Command::Next { ws, seq, count } => self.route(Req::Next { ws, seq, count }),
+            Command::Peek { ws, seq } => self.route(Req::Peek { ws, seq }),
+            Command::Ping(None) => self.local(|o| protocol::write_simple(o, "PONG")),
+            Command::Ping(Some(msg)) => self.local(|o| protocol::write_bulk(o, msg)),
+            Command::Quit => {
+                self.local(|o| protocol::write_simple(o, "OK"));
+                self.close = true;
+            }
+            Command::Auth { username, password } => self.auth(username, password),
+            Command::Hello {
+                version,
+                auth,
+                setname: _,
+            } => self.hello(version, auth),
+            Command::CommandInfo(sub) => {
+                let count = sub.is_some_and(|s| s.eq_ignore_ascii_case(b"COUNT"));
+                if count {
+                    self.local(|o| protocol::write_int(o, 0));
+                } else {
+                    self.local(|o| protocol::write_array_len(o, 0));
+                }
+            }
+            Command::ConfigGet(pattern) => self.config_get(pattern),
+            Command::Select(db) => {
+                if db == b"0" {
+                    self.local(|o| protocol::write_simple(o, "OK"));
+                } else {
+                    self.local_error("ERR DB index is out of range");
+                }
+            }
+            Command::ClientSetInfo => self.local(|o| protocol::write_simple(o, "OK")),
+        }
+    }
+
+    fn auth(&mut self, username: Option<&[u8]>, password: &[u8]) {
+        let Some(token) = self.shared.config.auth_token.as_deref() else {
+            return self.local_error(
+                "ERR AUTH <password> called without any password configured for the default \
+                 user. Are you sure your configuration is correct?",
+            );
+        };
+        let user_ok = username.is_none_or(|u| u == b"default");
+        if user_ok && constant_time_eq(password, token.as_bytes()) {
+            self.authed = true;
+            self.local(|o| protocol::write_simple(o, "OK"));
+        } else {
+            self.counts.auth_failures += 1;
+            self.local_error("WRONGPASS invalid username-password pair or user is disabled.");
+        }
+    }
+
+    fn hello(&mut self, version: Option<&[u8]>, auth: Option<(&[u8], &[u8])>) {
+        if let Some(v) = version
+            && v != b"2"
+        {
+            return self.local_error("NOPROTO unsupported protocol version; seqd speaks RESP2");
+        }
+        if let Some((user, pass)) = auth {
+            self.auth(Some(user), pass);
+            if !self.authed {
+                return;
+            }
+            // `auth` answered +OK; HELLO answers with the map instead.
+            if let Some(Slot::Local(r)) = self.slots.pop() {
+                self.local.truncate(r.start);
+            }
+        }
+        if !self.authed {
+            return self.local_error("NOAUTH HELLO must be called with the client's AUTH");
+        }
+        let version = env!("CARGO_PKG_VERSION");
+        self.local(|o| {
+            protocol::write_array_len(o, 14);
+            for (k, v) in [
+                ("server", "seqd"),
+                ("version", version),
+                ("mode", "standalone"),
+                ("role", "master"),
+            ] {
+                protocol::write_bulk(o, k.as_bytes());
+                protocol::write_bulk(o, v.as_bytes());
+            }
+            protocol::write_bulk(o, b"proto");
+            protocol::write_int(o, 2);
+            protocol::write_bulk(o, b"id");
+            protocol::write_int(o, 0);
+            protocol::write_bulk(o, b"modules");
+            protocol::write_array_len(o, 0);
+        });
+    }
+
+    /// Enough of CONFIG GET for redis-benchmark and redis-cli: the persistence settings they
+    /// print, answered truthfully for seqd.
+    fn config_get(&mut self, pattern: &[u8]) {
+        let durable = match self.shared.config.durability {
+            super::DurabilityMode::Sync => "always",
+            super::DurabilityMode::Lease => "lease",
+        };
+        let known: [(&str, &str); 4] = [
+            ("save", ""),
+            ("appendonly", "yes"),
+            ("appendfsync", durable),
+            ("databases", "1"),
+        ];
+        let matched: Vec<(&str, &str)> = known
+            .into_iter()
+            .filter(|(k, _)| pattern == b"*" || pattern.eq_ignore_ascii_case(k.as_bytes()))
+            .collect();
+        self.local(|o| {
+            protocol::write_array_len(o, matched.len() * 2);
+            for (k, v) in &matched {
+                protocol::write_bulk(o, k.as_bytes());
+                protocol::write_bulk(o, v.as_bytes());
+            }
+        });
+    }
+
+    fn route(&mut self, req: Req) {
+        let ws = match req {
+            Req::Next { ws, .. } | Req::Peek { ws, .. } => ws,
+        };
+        match req {
+            Req::Next { .. } => self.counts.next += 1,
+            Req::Peek { .. } => self.counts.peek += 1,
+        }
+        let p = self.shared.partitions.of(ws);
+        let index = self.batches[p].reqs.len();
+        self.batches[p].reqs.push(req);
+        self.slots.push(Slot::Routed { p, index });
+    }
+
+    fn local(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.local.len();
+        encode(&mut self.local);
+        self.slots.push(Slot::Local(start..self.local.len()));
+    }
+
+    fn local_error(&mut self, msg: &str) {
+        self.local(|o| protocol::write_error(o, msg));
+    }
+
+    /// Sends every non-empty batch to its partition, then waits for all of them.
+    async fn dispatch(&mut self) {
+        let mut waiting: Vec<(usize, oneshot::Receiver<Batch>)> = Vec::new();
+        for (p, batch) in self.batches.iter_mut().enumerate() {
+            if batch.reqs.is_empty() {
+                continue;
+            }
+            let b = std::mem::take(batch);
+            match self.shared.partitions.send(p, b).await {
+                Ok(rx) => waiting.push((p, rx)),
+                Err(mut b) => {
+                    b.fail("BUSY the server is shutting down");
+                    *batch = b;
+                }
+            }
+        }
+        for (p, rx) in waiting {
+            let reqs = self.batches[p].reqs.len();
+            match rx.await {
+                Ok(b) => self.batches[p] = b,
+                Err(_) => {
+                    let b = &mut self.batches[p];
+                    b.reqs.resize(reqs, Req::Peek { ws: 0, seq: 0 });
+                    b.fail("BUSY the server is shutting down");
+                }
+            }
+        }
+    }
+
+    /// Encodes every reply, in request order, into `out`.
+    fn render(&mut self) {
+        for slot in &self.slots {
+            match slot {
+                Slot::Local(r) => self.out.extend_from_slice(&self.local[r.clone()]),
+                Slot::Routed { p, index } => match self.batches[*p].replies.get(*index) {
+                    Some(Reply::Number(n)) => protocol::write_uint(&mut self.out, *n),
+                    Some(Reply::Busy(msg)) => {
+                        self.counts.busy += 1;
+                        protocol::write_error(&mut self.out, msg)
+                    }
+                    Some(Reply::Error(msg)) => protocol::write_error(&mut self.out, msg),
+                    None => protocol::write_error(&mut self.out, "ERR internal: reply missing"),
+                },
+            }
+        }
+    }
+}

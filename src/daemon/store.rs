@@ -1,0 +1,98 @@
+//! [`Backend`]: the storage a daemon runs on — one [`SeqStorage`] per partition, plus the
+//! saved cursors of lease mode.
+
+use std::sync::{Arc, Mutex};
+
+use rustc_hash::FxHashMap;
+
+use super::config::{Config, StoreKind};
+use crate::error::{Error, Result};
+use crate::storage::{MemoryStorage, SeqStorage, SeqValue, StorageError};
+use crate::types::PartitionId;
+use crate::util::lock;
+
+/// What the daemon needs from storage. Implemented for RocksDB and memory; tests implement
+/// it to put fault-injecting storage under a daemon.
+pub trait Backend: Send + Sync + 'static {
+    /// Partition `p`'s storage. Called once per partition at start.
+    fn partition(&self, p: PartitionId) -> Arc<dyn SeqStorage>;
+
+    /// Durably records that numbers from `number` on were never handed out by each
+    /// `(ws, seq)` (lease mode, graceful shutdown).
+    fn save_cursors(&self, cursors: &[SeqValue]) -> std::result::Result<(), StorageError>;
+
+    /// Returns the saved cursors and durably forgets them.
+    fn take_cursors(&self) -> std::result::Result<Vec<SeqValue>, StorageError>;
+
+    /// For logs: what and where.
+    fn describe(&self) -> String;
+}
+
+/// Opens the backend `config` asks for.
+pub fn open_backend(config: &Config) -> Result<Arc<dyn Backend>> {
+    match config.store {
+        StoreKind::Memory => Ok(Arc::new(MemoryBackend::default())),
+        #[cfg(feature = "rocksdb")]
+        StoreKind::Rocksdb => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::Io {
+                context: format!("cannot create data directory {}", config.data_dir.display()),
+                source: e,
+            })?;
+            let db = crate::storage::RocksDbStorage::open(&config.data_dir)?;
+            Ok(Arc::new(db))
+        }
+        #[cfg(not(feature = "rocksdb"))]
+        StoreKind::Rocksdb => Err(Error::InvalidOptions(
+            "this seqd was built without the `rocksdb` feature; use --store memory".into(),
+        )),
+    }
+}
+
+#[cfg(feature = "rocksdb")]
+impl Backend for crate::storage::RocksDbStorage {
+    fn partition(&self, p: PartitionId) -> Arc<dyn SeqStorage> {
+        Arc::new(crate::storage::RocksDbStorage::partition(self, p))
+    }
+
+    fn save_cursors(&self, cursors: &[SeqValue]) -> std::result::Result<(), StorageError> {
+        crate::storage::RocksDbStorage::save_cursors(self, cursors)
+    }
+
+    fn take_cursors(&self) -> std::result::Result<Vec<SeqValue>, StorageError> {
+        crate::storage::RocksDbStorage::take_cursors(self)
+    }
+
+    fn describe(&self) -> String {
+        format!("rocksdb at {}", self.path().display())
+    }
+}
+
+/// Memory only: one [`MemoryStorage`] per partition; nothing survives the process. The same
+/// backend can be handed to a second daemon in one process to test restarts.
+#[derive(Default, Debug)]
+pub struct MemoryBackend {
+    partitions: Mutex<FxHashMap<PartitionId, Arc<MemoryStorage>>>,
+    cursors: Mutex<Vec<SeqValue>>,
+}
+
+impl Backend for MemoryBackend {
+    fn partition(&self, p: PartitionId) -> Arc<dyn SeqStorage> {
+        lock(&self.partitions)
+            .entry(p)
+            .or_insert_with(|| Arc::new(MemoryStorage::new()))
+            .clone()
+    }
+
+    fn save_cursors(&self, cursors: &[SeqValue]) -> std::result::Result<(), StorageError> {
+        lock(&self.cursors).extend_from_slice(cursors);
+        Ok(())
+    }
+
+    fn take_cursors(&self) -> std::result::Result<Vec<SeqValue>, StorageError> {
+        Ok(std::mem::take(&mut *lock(&self.cursors)))
+    }
+
+    fn describe(&self) -> String {
+        "memory (nothing survives the process)".into()
+    }
+}
