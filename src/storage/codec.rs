@@ -28,7 +28,6 @@ pub(crate) fn number_key(ws: WsId, seq: SeqId) -> [u8; 10] {
 }
 
 /// The inverse of [`number_key`]; storage reads numbers by key and never needs it.
-#[cfg(test)]
 pub(crate) fn decode_number_key(key: &[u8]) -> Result<(WsId, SeqId), StorageError> {
     let k: &[u8; 10] = key
         .try_into()

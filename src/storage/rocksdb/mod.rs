@@ -6,16 +6,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Direction, ErrorKind,
-    IteratorMode, ReadOptions, SliceTransform, WriteBatch, WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, ErrorKind,
+    SliceTransform, WriteOptions,
 };
 
 mod cursors;
 mod partition;
 
+use super::StorageError;
 use super::codec::{self, FORMAT_KEY, FORMAT_VERSION};
-use super::{ReplayFn, SeqStorage, SeqValue, StorageError};
-use crate::types::{Number, PLogOffset, PartitionId, SeqId, WsId};
+use crate::types::PartitionId;
 
 const CF_NUMBERS: &str = "numbers";
 const CF_CHECKPOINT: &str = "checkpoint";
@@ -280,6 +280,8 @@ impl fmt::Debug for RocksDbStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::SeqStorage;
+    use crate::types::{PLogOffset, SeqId, WsId};
 
     fn tmp() -> tempfile::TempDir {
         tempfile::tempdir().unwrap()

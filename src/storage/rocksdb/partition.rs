@@ -4,7 +4,7 @@ use std::fmt;
 
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 
-use super::{CF_CHECKPOINT, CF_NUMBERS, CF_PLOG, RocksDbPartition, map_error};
+use super::{CF_CHECKPOINT, CF_NUMBERS, CF_PLOG, RocksDbPartition, RocksDbStorage, map_error};
 use crate::storage::codec;
 use crate::storage::{ReplayFn, SeqStorage, SeqValue, StorageError};
 use crate::types::{Number, PLogOffset, PartitionId, SeqId, WsId};
