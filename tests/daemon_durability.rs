@@ -1,0 +1,135 @@
+//! The daemon's durability modes and storage failures, in process (memory and
+//! fault-injecting storage). The RocksDB and kill -9 versions are in `daemon_process.rs`.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::daemon::{FaultyBackend, TestServer, config, next};
+use seqd::daemon::{DurabilityMode, MemoryBackend};
+use seqd::storage::{FaultOps, SeqStorage};
+use seqd::{PartitionId, SeqId, WsId};
+
+fn stored(backend: &MemoryBackend, ws: u64, seq: u16) -> u64 {
+    use seqd::daemon::Backend;
+    let p = PartitionId((ws % 2) as u16);
+    backend.partition(p).read_numbers(WsId(ws), &[SeqId(seq)]).unwrap()[0].0
+}
+
+#[test]
+fn an_acknowledged_number_is_already_durable() {
+    for mode in [DurabilityMode::Sync, DurabilityMode::Lease] {
+        let (server, backend) = TestServer::memory(mode);
+        let mut con = server.redis();
+        for i in 0..300u64 {
+            let (ws, seq, count) = (i % 7, (i % 3) as u16, 1 + i % 5);
+            let first = next(&mut con, ws, seq, count).unwrap();
+            let last = first + count - 1;
+            assert!(stored(&backend, ws, seq) >= last, "{mode:?}: {last} acknowledged, not stored");
+        }
+    }
+}
+
+#[test]
+fn a_graceful_restart_skips_nothing() {
+    for mode in [DurabilityMode::Sync, DurabilityMode::Lease] {
+        let backend = Arc::new(MemoryBackend::default());
+        let server = TestServer::start(config(mode), backend.clone());
+        let mut con = server.redis();
+        let mut expect = std::collections::HashMap::new();
+        for i in 0..100u64 {
+            let key = (i % 10, (i % 4) as u16);
+            let first = next(&mut con, key.0, key.1, 3).unwrap();
+            expect.insert(key, first + 3);
+        }
+        drop(con);
+        server.stop().unwrap();
+        let server = TestServer::start(config(mode), backend.clone());
+        let mut con = server.redis();
+        let mut got = 0;
+        common::eventually("ready after restart", || {
+            next(&mut con, 0, 0, 1).map(|n| got = n).is_ok()
+        });
+        assert_eq!(got, expect[&(0, 0)], "{mode:?}: resumes exactly where it stopped");
+        for (key, want) in &expect {
+            if *key == (0, 0) {
+                continue;
+            }
+            let peek: u64 = redis::cmd("PEEK").arg(key.0).arg(key.1).query(&mut con).unwrap();
+            assert_eq!(peek, *want, "{mode:?} {key:?}");
+            assert_eq!(next(&mut con, key.0, key.1, 1).unwrap(), *want, "{mode:?} {key:?}");
+        }
+        server.stop().unwrap();
+    }
+}
+
+#[test]
+fn storage_failure_answers_busy_and_never_reissues() {
+    for mode in [DurabilityMode::Sync, DurabilityMode::Lease] {
+        let backend = FaultyBackend::with_partitions(2);
+        let server = TestServer::start(config(mode), backend.clone());
+        let mut con = server.redis();
+        let mut acked = HashSet::new();
+        for _ in 0..50 {
+            let n = next(&mut con, 4, 1, 1).unwrap();
+            assert!(acked.insert(n));
+        }
+        // Partition 0 (workspace 4) loses its disk: writes fail until healed.
+        let part = backend.part(0);
+        part.limit_to(FaultOps::WRITES);
+        part.fail_forever(true, true);
+        let mut busy = 0;
+        for _ in 0..200 {
+            match next(&mut con, 4, 1, 1) {
+                Ok(n) => assert!(acked.insert(n), "{mode:?}: {n} reissued"),
+                Err(e) => {
+                    assert_eq!(e.code(), Some("BUSY"), "{mode:?}: {e}");
+                    busy += 1;
+                    if busy > 3 {
+                        break;
+                    }
+                }
+            }
+        }
+        assert!(busy > 0, "{mode:?}: a failing disk must show as BUSY");
+        // Other partitions keep working.
+        assert!(next(&mut con, 5, 1, 1).is_ok());
+        part.fail_forever(false, true);
+        let mut after = Vec::new();
+        common::eventually("serving again after the disk heals", || {
+            match next(&mut con, 4, 1, 1) {
+                Ok(n) => {
+                    after.push(n);
+                    after.len() >= 20
+                }
+                Err(_) => false,
+            }
+        });
+        for n in after {
+            assert!(acked.insert(n), "{mode:?}: {n} reissued after recovery");
+        }
+        let max_before = backend.stored(0, 4, 1);
+        assert!(max_before >= *acked.iter().max().unwrap());
+    }
+}
+
+#[test]
+fn readiness_waits_for_recovery() {
+    let backend = FaultyBackend::with_partitions(2);
+    backend.part(1).limit_to(FaultOps::READS);
+    backend.part(1).set_latency(Duration::from_millis(800));
+    let server = TestServer::start(config(DurabilityMode::Lease), backend.clone());
+    let http = reqwest::blocking::Client::new();
+    let status = http.get(server.url("/readyz")).send().unwrap().status();
+    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let mut con = server.redis();
+    let e = next(&mut con, 1, 0, 1).unwrap_err();
+    assert_eq!(e.code(), Some("BUSY"), "{e}");
+    common::eventually("ready", || {
+        http.get(server.url("/readyz")).send().unwrap().status() == reqwest::StatusCode::OK
+    });
+    backend.part(1).set_latency(Duration::ZERO);
+    assert_eq!(next(&mut con, 1, 0, 1).unwrap(), 1);
+}
