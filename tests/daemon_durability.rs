@@ -15,7 +15,11 @@ use seqd::{PartitionId, SeqId, WsId};
 fn stored(backend: &MemoryBackend, ws: u64, seq: u16) -> u64 {
     use seqd::daemon::Backend;
     let p = PartitionId((ws % 2) as u16);
-    backend.partition(p).read_numbers(WsId(ws), &[SeqId(seq)]).unwrap()[0].0
+    backend
+        .partition(p)
+        .read_numbers(WsId(ws), &[SeqId(seq)])
+        .unwrap()[0]
+        .0
 }
 
 #[test]
@@ -27,7 +31,10 @@ fn an_acknowledged_number_is_already_durable() {
             let (ws, seq, count) = (i % 7, (i % 3) as u16, 1 + i % 5);
             let first = next(&mut con, ws, seq, count).unwrap();
             let last = first + count - 1;
-            assert!(stored(&backend, ws, seq) >= last, "{mode:?}: {last} acknowledged, not stored");
+            assert!(
+                stored(&backend, ws, seq) >= last,
+                "{mode:?}: {last} acknowledged, not stored"
+            );
         }
     }
 }
@@ -52,14 +59,26 @@ fn a_graceful_restart_skips_nothing() {
         common::eventually("ready after restart", || {
             next(&mut con, 0, 0, 1).map(|n| got = n).is_ok()
         });
-        assert_eq!(got, expect[&(0, 0)], "{mode:?}: resumes exactly where it stopped");
+        assert_eq!(
+            got,
+            expect[&(0, 0)],
+            "{mode:?}: resumes exactly where it stopped"
+        );
         for (key, want) in &expect {
             if *key == (0, 0) {
                 continue;
             }
-            let peek: u64 = redis::cmd("PEEK").arg(key.0).arg(key.1).query(&mut con).unwrap();
+            let peek: u64 = redis::cmd("PEEK")
+                .arg(key.0)
+                .arg(key.1)
+                .query(&mut con)
+                .unwrap();
             assert_eq!(peek, *want, "{mode:?} {key:?}");
-            assert_eq!(next(&mut con, key.0, key.1, 1).unwrap(), *want, "{mode:?} {key:?}");
+            assert_eq!(
+                next(&mut con, key.0, key.1, 1).unwrap(),
+                *want,
+                "{mode:?} {key:?}"
+            );
         }
         server.stop().unwrap();
     }

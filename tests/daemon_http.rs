@@ -5,15 +5,18 @@ mod common;
 use std::sync::Arc;
 
 use common::daemon::{TestServer, config, next};
-use reqwest::blocking::Client;
 use reqwest::StatusCode;
+use reqwest::blocking::Client;
 use seqd::daemon::{Config, DurabilityMode, MemoryBackend};
 use serde_json::Value;
 
 fn json(resp: reqwest::blocking::Response) -> (StatusCode, Value) {
     let status = resp.status();
     let body = resp.text().unwrap();
-    (status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}")))
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}")),
+    )
 }
 
 #[test]
@@ -28,7 +31,10 @@ fn every_endpoint_answers() {
 
     let (s, v) = post("/v1/sequences/7/3/next?count=10");
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!((v["first"].as_u64(), v["last"].as_u64(), v["count"].as_u64()), (Some(1), Some(10), Some(10)));
+    assert_eq!(
+        (v["first"].as_u64(), v["last"].as_u64(), v["count"].as_u64()),
+        (Some(1), Some(10), Some(10))
+    );
     let (s, v) = post("/v1/sequences/7/3/next");
     assert_eq!((s, v["first"].as_u64()), (StatusCode::OK, Some(11)));
     let (s, v) = get("/v1/sequences/7/3");
@@ -48,7 +54,15 @@ fn every_endpoint_answers() {
     let parts = v["partitions"].as_array().unwrap();
     assert_eq!(parts.len(), 2);
     let p1 = &parts[1];
-    for field in ["state", "resident_workspaces", "unflushed", "checkpoint_offset", "last_flush_latency_us", "flush_errors", "busy_replies"] {
+    for field in [
+        "state",
+        "resident_workspaces",
+        "unflushed",
+        "checkpoint_offset",
+        "last_flush_latency_us",
+        "flush_errors",
+        "busy_replies",
+    ] {
         assert!(!p1[field].is_null(), "status lacks {field}: {p1}");
     }
     assert_eq!(p1["numbers_issued"].as_u64(), Some(12));
@@ -88,16 +102,66 @@ fn errors_are_json_with_the_right_status() {
     let (server, _b) = TestServer::memory(DurabilityMode::Sync);
     let http = Client::new();
     let cases = [
-        ("GET", "/v1/sequences/abc/1", StatusCode::BAD_REQUEST, "workspace must be an integer"),
-        ("GET", "/v1/sequences/1/65536", StatusCode::BAD_REQUEST, "sequence must be an integer"),
-        ("POST", "/v1/sequences/1/1/next?count=0", StatusCode::BAD_REQUEST, "count must be"),
-        ("POST", "/v1/sequences/1/1/next?count=1000001", StatusCode::BAD_REQUEST, "count must be"),
-        ("POST", "/v1/sequences/1/1/next?cnt=3", StatusCode::BAD_REQUEST, "unknown query parameter"),
-        ("GET", "/v1/nothing", StatusCode::NOT_FOUND, "no such endpoint"),
-        ("DELETE", "/v1/status", StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
-        ("GET", "/v1/sequences/1/1/next", StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
-        ("POST", "/v1/partitions/2/actualize", StatusCode::NOT_FOUND, "no partition"),
-        ("POST", "/v1/partitions/x/actualize", StatusCode::NOT_FOUND, "no partition"),
+        (
+            "GET",
+            "/v1/sequences/abc/1",
+            StatusCode::BAD_REQUEST,
+            "workspace must be an integer",
+        ),
+        (
+            "GET",
+            "/v1/sequences/1/65536",
+            StatusCode::BAD_REQUEST,
+            "sequence must be an integer",
+        ),
+        (
+            "POST",
+            "/v1/sequences/1/1/next?count=0",
+            StatusCode::BAD_REQUEST,
+            "count must be",
+        ),
+        (
+            "POST",
+            "/v1/sequences/1/1/next?count=1000001",
+            StatusCode::BAD_REQUEST,
+            "count must be",
+        ),
+        (
+            "POST",
+            "/v1/sequences/1/1/next?cnt=3",
+            StatusCode::BAD_REQUEST,
+            "unknown query parameter",
+        ),
+        (
+            "GET",
+            "/v1/nothing",
+            StatusCode::NOT_FOUND,
+            "no such endpoint",
+        ),
+        (
+            "DELETE",
+            "/v1/status",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+        ),
+        (
+            "GET",
+            "/v1/sequences/1/1/next",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+        ),
+        (
+            "POST",
+            "/v1/partitions/2/actualize",
+            StatusCode::NOT_FOUND,
+            "no partition",
+        ),
+        (
+            "POST",
+            "/v1/partitions/x/actualize",
+            StatusCode::NOT_FOUND,
+            "no partition",
+        ),
     ];
     for (method, path, status, want) in cases {
         let req = http.request(method.parse().unwrap(), server.url(path));
@@ -110,7 +174,11 @@ fn errors_are_json_with_the_right_status() {
     let (s, _) = json(http.get(server.url(&long)).send().unwrap());
     assert_eq!(s, StatusCode::BAD_REQUEST);
     // A body on an endpoint that takes none is ignored, not fatal.
-    let resp = http.post(server.url("/v1/flush")).body(vec![0u8; 100_000]).send().unwrap();
+    let resp = http
+        .post(server.url("/v1/flush"))
+        .body(vec![0u8; 100_000])
+        .send()
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
@@ -122,7 +190,10 @@ fn bearer_token_guards_everything_but_health() {
     };
     let server = TestServer::start(cfg, Arc::new(MemoryBackend::default()));
     let http = Client::new();
-    assert_eq!(http.get(server.url("/healthz")).send().unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        http.get(server.url("/healthz")).send().unwrap().status(),
+        StatusCode::OK
+    );
     common::eventually("ready", || {
         http.get(server.url("/readyz")).send().unwrap().status() == StatusCode::OK
     });
@@ -130,9 +201,17 @@ fn bearer_token_guards_everything_but_health() {
         let resp = http.get(server.url(path)).send().unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
         assert_eq!(resp.headers()["www-authenticate"], "Bearer");
-        let wrong = http.get(server.url(path)).bearer_auth("nope").send().unwrap();
+        let wrong = http
+            .get(server.url(path))
+            .bearer_auth("nope")
+            .send()
+            .unwrap();
         assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "{path}");
-        let ok = http.get(server.url(path)).bearer_auth("t0ken").send().unwrap();
+        let ok = http
+            .get(server.url(path))
+            .bearer_auth("t0ken")
+            .send()
+            .unwrap();
         assert_eq!(ok.status(), StatusCode::OK, "{path}");
     }
 }

@@ -266,3 +266,23 @@ fn flusher_writes_while_the_writer_reads_misses_from_the_same_database() {
         assert_eq!(p.read_numbers(WsId(ws), &[ID]).unwrap()[0], Number(n));
     }
 }
+
+#[test]
+fn saved_cursors_are_taken_once_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = RocksDbStorage::open(dir.path()).unwrap();
+    assert!(db.take_cursors().unwrap().is_empty());
+    db.save_cursors(&[v(1, 2, 30), v(u64::MAX, 65535, 7)])
+        .unwrap();
+    drop(db);
+    let db = RocksDbStorage::open(dir.path()).unwrap();
+    let mut got = db.take_cursors().unwrap();
+    got.sort_by_key(|c| c.ws);
+    assert_eq!(got, vec![v(1, 2, 30), v(u64::MAX, 65535, 7)]);
+    drop(db);
+    let db = RocksDbStorage::open(dir.path()).unwrap();
+    assert!(
+        db.take_cursors().unwrap().is_empty(),
+        "taking deletes, durably"
+    );
+}
