@@ -129,16 +129,15 @@ fn graceful_restart_continues_exactly() {
 }
 
 /// Clients pipelining NEXT until the connection dies; every acknowledged number per key.
-fn load(
-    addr: &str,
-    stop: Arc<AtomicBool>,
-) -> Vec<std::thread::JoinHandle<HashMap<(u64, u16), Vec<u64>>>> {
+type Acked = HashMap<(u64, u16), Vec<u64>>;
+
+fn load(addr: &str, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Acked>> {
     (0..3)
         .map(|c| {
             let url = format!("redis://{addr}/");
             let stop = stop.clone();
             std::thread::spawn(move || {
-                let mut acked: HashMap<(u64, u16), Vec<u64>> = HashMap::new();
+                let mut acked = Acked::new();
                 let Ok(mut con) = redis::Client::open(url).and_then(|c| c.get_connection()) else {
                     return acked;
                 };
@@ -175,7 +174,7 @@ fn load(
 fn kill_9_under_load_never_reissues() {
     for mode in ["sync", "lease"] {
         let dir = tempfile::tempdir().unwrap();
-        let mut all: HashMap<(u64, u16), Vec<u64>> = HashMap::new();
+        let mut all = Acked::new();
         for cycle in 0..3 {
             let d = Daemon::start(dir.path(), mode);
             drop(d.ready());
