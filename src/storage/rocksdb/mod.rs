@@ -315,7 +315,7 @@ mod tests {
             // A seqd layout without a version key is refused too.
             let mut o = rocksdb::Options::default();
             o.create_if_missing(true);
-            let cfs = [CF_NUMBERS, CF_CHECKPOINT, CF_PLOG];
+            let cfs = [CF_NUMBERS, CF_CHECKPOINT, CF_PLOG, CF_CURSORS];
             let db = DB::open_cf(&o, dir.path(), cfs).unwrap();
             db.delete(FORMAT_KEY).unwrap();
         }
