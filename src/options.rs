@@ -38,8 +38,8 @@ pub struct Options {
     pub max_unflushed: usize,
 
     /// How long the flusher lingers after the first commit of an idle period before it takes a
-    /// batch, letting the batch grow. Default: zero: write at once, and let batches grow while
-    /// a write is in flight (group commit). At most 10 s.
+    /// batch, letting the batch grow. Default: 1 ms. Zero writes at once and lets batches grow
+    /// only while a write is in flight (group commit), for the lowest latency. At most 10 s.
     pub flush_interval: Duration,
 
     /// Retries of failed flushes. Default: see [`RetryPolicy::default`].

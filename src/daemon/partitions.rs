@@ -81,6 +81,9 @@ impl Partitions {
                 seq_types: SeqTypes::new().with_all(KIND, Number(config.initial)),
                 cache_capacity: config.cache_capacity,
                 max_unflushed: config.max_unflushed,
+                // Replies wait for the write: start it at once; group commit still batches
+                // everything that arrives while one is in flight.
+                flush_interval: std::time::Duration::ZERO,
                 on_progress: Some(hook),
                 ..Options::default()
             };
