@@ -70,10 +70,13 @@ impl Lease {
         (Number(first), dep)
     }
 
-    /// Forgets reservations that are durable (the sequencer's checkpoint passed them).
-    pub(crate) fn prune(&mut self, flushed: PLogOffset) {
+    /// Forgets reservations that are durable: the sequencer's checkpoint passed them in the
+    /// generation they were made in. (After an actualization offsets are reused, so a
+    /// reservation of an older generation is never taken for durable here; the worker drops
+    /// every lease when the generation changes.)
+    pub(crate) fn prune(&mut self, flushed: PLogOffset, generation: u64) {
         while let Some((_, c)) = self.unconfirmed.front() {
-            if c.offset() > flushed {
+            if c.generation != generation || c.offset() > flushed {
                 break;
             }
             self.unconfirmed.pop_front();
@@ -222,10 +225,16 @@ mod tests {
         assert_eq!(l.left, 12 + 16);
         assert_eq!(l.take(12), (Number(14), Some(ticket(1))));
         assert_eq!(l.take(1), (Number(26), Some(ticket(2))));
-        l.prune(PLogOffset(1));
+        l.prune(PLogOffset(1), 0);
         assert_eq!(l.take(1), (Number(27), Some(ticket(2))));
-        l.prune(PLogOffset(2));
-        assert_eq!(l.take(1), (Number(28), None));
+        l.prune(PLogOffset(5), 1);
+        assert_eq!(
+            l.take(1),
+            (Number(28), Some(ticket(2))),
+            "another generation"
+        );
+        l.prune(PLogOffset(2), 0);
+        assert_eq!(l.take(1), (Number(29), None));
     }
 
     #[test]

@@ -240,6 +240,13 @@ impl Worker {
     }
 
     fn one(&mut self, req: Req) -> (Reply, Option<Committed>) {
+        // Checked per request, not only on wake-ups: a lease must never outlive the
+        // generation its reservations were made in.
+        let generation = self.seq.current_generation();
+        if generation != self.generation {
+            self.leases.clear();
+            self.generation = generation;
+        }
         match req {
             Req::Next { ws, seq, count } => {
                 self.counters.nexts += 1;
@@ -283,9 +290,10 @@ impl Worker {
     ) -> Result<(Number, Option<Committed>), Error> {
         let key = (ws, seq);
         let flushed = self.seq.flushed_offset();
+        let generation = self.generation;
         let now = Instant::now();
         if let Some(lease) = self.leases.get_mut(key) {
-            lease.prune(flushed);
+            lease.prune(flushed, generation);
             if lease.left >= count {
                 let taken = lease.take(count);
                 if lease.wants_prefetch() {
