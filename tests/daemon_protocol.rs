@@ -280,4 +280,24 @@ fn a_half_sent_request_times_out() {
         started.elapsed() < Duration::from_secs(5),
         "closed by the server"
     );
+    // Trickling a byte at a time does not reset the clock (slowloris): a request that never
+    // completes is cut off one request timeout after its first byte.
+    use std::io::{ErrorKind, Read, Write};
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    let _ = s.write_all(b"*1\r\n$1000\r\n");
+    for _ in 0..25 {
+        std::thread::sleep(Duration::from_millis(100));
+        if s.write_all(b"a").is_err() {
+            break;
+        }
+    }
+    // Less than the request timeout: only a server that counts from the first byte has
+    // closed by now.
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    match s.read(&mut [0u8; 16]) {
+        Ok(0) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("a trickled request must be cut off, got {other:?}"),
+    }
 }

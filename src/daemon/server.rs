@@ -9,6 +9,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -73,9 +74,13 @@ pub(crate) async fn serve_connection(
     let write_timeout = conn.shared.config.write_timeout();
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut start = 0;
+    let mut partial_since: Option<Instant> = None;
     loop {
         let consumed = conn.process(&buf[start..]).await;
         start += consumed;
+        if consumed > 0 {
+            partial_since = None;
+        }
         if !conn.out.is_empty() {
             match tokio::time::timeout(write_timeout, wr.write_all(&conn.out)).await {
                 Ok(Ok(())) => {}
@@ -100,9 +105,16 @@ pub(crate) async fn serve_connection(
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(16 * 1024);
         }
+        // An idle connection may wait forever; a request must arrive whole within
+        // `request_timeout` of its first byte, however slowly its bytes trickle in.
         let partial = !buf.is_empty();
-        // An idle connection may wait forever; one with half a request has `request_timeout`.
-        let wait = if partial { request_timeout } else { IDLE_CHECK };
+        let wait = if partial {
+            let since = *partial_since.get_or_insert_with(Instant::now);
+            request_timeout.saturating_sub(since.elapsed())
+        } else {
+            partial_since = None;
+            IDLE_CHECK
+        };
         let read = tokio::select! {
             r = tokio::time::timeout(wait, rd.read_buf(&mut buf)) => match r {
                 Ok(r) => r,
