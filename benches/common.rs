@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use criterion::{Criterion, Throughput};
 use seqd::{Number, Options, SeqId, SeqTypes, Sequencer, WsId, WsKind};
 
 pub const KIND: WsKind = WsKind(1);
@@ -30,6 +31,20 @@ pub fn tx(seq: &mut Sequencer, ws: u64) {
     let b = tx.next(SeqId(4));
     assert!(a.is_ok() && b.is_ok());
     tx.flush();
+}
+
+/// Benchmarks one [`tx`] per iteration, over `workspaces` workspaces round robin (W2, W3).
+pub fn bench_round_robin(c: &mut Criterion, group: &str, seq: &mut Sequencer, workspaces: u64) {
+    let mut ws = 0u64;
+    let mut g = c.benchmark_group(group);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("tx", |b| {
+        b.iter(|| {
+            ws = (ws + 1) % workspaces;
+            tx(seq, ws)
+        })
+    });
+    g.finish();
 }
 
 /// Peak resident set size of this process, from /proc (Linux), in MiB.

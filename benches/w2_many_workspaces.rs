@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use seqd::storage::MemoryStorage;
 use seqd::{Options, Sequencer};
 
@@ -29,16 +29,7 @@ fn w2(c: &mut Criterion) {
         "w2: first round of {WORKSPACES} workspaces took {:?}",
         t0.elapsed()
     );
-    let mut ws = 0u64;
-    let mut g = c.benchmark_group("w2_many_workspaces");
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("tx", |b| {
-        b.iter(|| {
-            ws = (ws + 1) % WORKSPACES;
-            common::tx(&mut seq, ws)
-        })
-    });
-    g.finish();
+    common::bench_round_robin(c, "w2_many_workspaces", &mut seq, WORKSPACES);
     let st = seq.stats();
     println!(
         "w2: {} commits, hit rate {:.1}%, resident {}, {} batches (largest {}), busy {}, peak RSS {:.0} MiB",

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use seqd::storage::{FaultOps, FaultyStorage, MemoryStorage};
 use seqd::{Error, SeqId, Sequencer, WsId};
 
@@ -66,16 +66,7 @@ fn fixed_run() {
 fn w3(c: &mut Criterion) {
     fixed_run();
     let mut seq = slow_sequencer();
-    let mut ws = 0u64;
-    let mut g = c.benchmark_group("w3_slow_storage");
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("tx", |b| {
-        b.iter(|| {
-            ws = (ws + 1) % WORKSPACES;
-            common::tx(&mut seq, ws)
-        })
-    });
-    g.finish();
+    common::bench_round_robin(c, "w3_slow_storage", &mut seq, WORKSPACES);
     seq.close().expect("close");
 }
 

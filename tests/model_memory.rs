@@ -4,20 +4,13 @@
 
 mod common;
 
-use common::model::{Harness, Memory, op_strategy};
+use common::model::{Harness, Memory, cases, op_strategy};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(96)
-}
-
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: cases(),
+        cases: cases(96),
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
             "tests/regressions/model_memory.txt",
         ))),
@@ -26,10 +19,6 @@ proptest! {
 
     #[test]
     fn model_memory(ops in prop::collection::vec(op_strategy(), 1..60)) {
-        let mut h = Harness::new(Memory::new());
-        for op in &ops {
-            h.apply(op);
-        }
-        h.finish();
+        Harness::run(Memory::new(), &ops);
     }
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::model::{Backend, Harness, op_strategy};
+use common::model::{Backend, Harness, cases, op_strategy};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use seqd::storage::{RocksDbPartition, RocksDbStorage, SeqValue, StorageError};
@@ -46,16 +46,9 @@ impl Backend for Rocks {
     }
 }
 
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(24)
-}
-
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: cases(),
+        cases: cases(24),
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
             "tests/regressions/model_rocksdb.txt",
         ))),
@@ -64,10 +57,6 @@ proptest! {
 
     #[test]
     fn model_rocksdb(ops in prop::collection::vec(op_strategy(), 1..40)) {
-        let mut h = Harness::new(Rocks::new());
-        for op in &ops {
-            h.apply(op);
-        }
-        h.finish();
+        Harness::run(Rocks::new(), &ops);
     }
 }

@@ -5,11 +5,7 @@ mod common;
 use common::model::{End, Faults, Harness, Memory, Op};
 
 fn run(ops: &[Op]) {
-    let mut h = Harness::new(Memory::new());
-    for op in ops {
-        h.apply(op);
-    }
-    h.finish();
+    Harness::run(Memory::new(), ops);
 }
 
 /// Recovery at open ran concurrently with the first foreign PLog append, so the sequencer

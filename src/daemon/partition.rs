@@ -33,6 +33,15 @@ pub(crate) enum Req {
     Peek { ws: u64, seq: u16 },
 }
 
+impl Req {
+    /// The workspace, which picks the partition.
+    pub(crate) fn ws(self) -> u64 {
+        match self {
+            Req::Next { ws, .. } | Req::Peek { ws, .. } => ws,
+        }
+    }
+}
+
 /// A partition's answer to one [`Req`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Reply {
@@ -142,7 +151,7 @@ impl Worker {
     }
 
     /// The worker's loop; returns when told to stop or when every sender is gone.
-    pub(crate) fn run(mut self) -> StopReport {
+    pub(crate) fn run(mut self) {
         self.try_restore();
         while let Some(msg) = self.rx.blocking_recv() {
             match msg {
@@ -169,25 +178,36 @@ impl Worker {
                 }
                 Msg::Stop(tx) => {
                     let _ = tx.send(self.stop());
-                    return StopReport::default();
+                    return;
                 }
             }
             if self.progress.swap(false, Ordering::AcqRel) {
                 self.on_progress();
             }
         }
-        self.stop()
+        // Every handle is gone without a Stop: close anyway; the cursors are lost (a gap).
+        let id = self.id;
+        let report = self.stop();
+        tracing::warn!(
+            partition = id.0,
+            lost_cursors = report.cursors.len(),
+            "partition stopped without a shutdown"
+        );
     }
 
     fn on_progress(&mut self) {
         self.try_restore();
+        self.release();
+    }
+
+    /// Drops every lease when an actualization discarded unflushed state since the last
+    /// look: their reservations in flight are gone, and offsets are reused after it.
+    fn sync_generation(&mut self) {
         let generation = self.seq.current_generation();
         if generation != self.generation {
-            // An actualization discarded unflushed state: reservations in flight are gone.
             self.leases.clear();
             self.generation = generation;
         }
-        self.release();
     }
 
     /// Once recovery is done, restores the saved cursors and declares the partition ready.
@@ -219,15 +239,11 @@ impl Worker {
     fn answer(&mut self, batch: &mut Batch) {
         batch.replies.clear();
         batch.deps.clear();
+        self.try_restore();
         let restoring = self.restore.is_some();
         for i in 0..batch.reqs.len() {
             let (reply, dep) = if restoring {
-                self.try_restore();
-                if self.restore.is_some() {
-                    (Reply::Busy(recovering()), None)
-                } else {
-                    self.one(batch.reqs[i])
-                }
+                (Reply::Busy(recovering()), None)
             } else {
                 self.one(batch.reqs[i])
             };
@@ -240,13 +256,9 @@ impl Worker {
     }
 
     fn one(&mut self, req: Req) -> (Reply, Option<Committed>) {
-        // Checked per request, not only on wake-ups: a lease must never outlive the
-        // generation its reservations were made in.
-        let generation = self.seq.current_generation();
-        if generation != self.generation {
-            self.leases.clear();
-            self.generation = generation;
-        }
+        // Per request, not only on wake-ups: a lease must never outlive the generation its
+        // reservations were made in.
+        self.sync_generation();
         match req {
             Req::Next { ws, seq, count } => {
                 self.counters.nexts += 1;

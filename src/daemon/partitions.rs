@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 
 use super::config::Config;
-use super::partition::{Batch, KIND, Msg, Reply, Req, StopReport, Worker};
+use super::partition::{Batch, KIND, Msg, Reply, Req, Worker};
 use super::status::PartitionStatus;
 use super::store::Backend;
 use crate::error::{Error, Result};
@@ -23,7 +23,7 @@ const QUEUE: usize = 1024;
 struct Handle {
     tx: mpsc::Sender<Msg>,
     ready: Arc<AtomicBool>,
-    thread: std::sync::Mutex<Option<JoinHandle<StopReport>>>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 /// The partition workers of a running daemon.
@@ -155,9 +155,7 @@ impl Partitions {
 
     /// Answers one request (HTTP).
     pub(crate) async fn one(&self, req: Req) -> Reply {
-        let ws = match req {
-            Req::Next { ws, .. } | Req::Peek { ws, .. } => ws,
-        };
+        let ws = req.ws();
         let mut batch = Batch::default();
         batch.reqs.push(req);
         let gone = || Reply::Busy("BUSY the server is shutting down".into());

@@ -316,14 +316,11 @@ impl Conn {
     }
 
     fn route(&mut self, req: Req) {
-        let ws = match req {
-            Req::Next { ws, .. } | Req::Peek { ws, .. } => ws,
-        };
         match req {
             Req::Next { .. } => self.counts.next += 1,
             Req::Peek { .. } => self.counts.peek += 1,
         }
-        let p = self.shared.partitions.of(ws);
+        let p = self.shared.partitions.of(req.ws());
         let index = self.batches[p].reqs.len();
         self.batches[p].reqs.push(req);
         self.slots.push(Slot::Routed { p, index });

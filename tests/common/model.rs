@@ -469,6 +469,15 @@ impl<B: Backend> Harness<B> {
         }
     }
 
+    /// Applies `ops` to a fresh harness over `backend`, then [`finish`](Self::finish)es.
+    pub fn run(backend: B, ops: &[Op]) {
+        let mut h = Harness::new(backend);
+        for op in ops {
+            h.apply(op);
+        }
+        h.finish();
+    }
+
     /// Ends the run: heal, let it settle, check everything is durable, close cleanly.
     pub fn finish(mut self) {
         self.set_faults(Faults::None);
@@ -480,4 +489,12 @@ impl<B: Backend> Harness<B> {
         let seq = self.seq.take().expect("open");
         seq.close().expect("clean close without faults");
     }
+}
+
+/// Proptest cases: `PROPTEST_CASES` if set, else `default`.
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

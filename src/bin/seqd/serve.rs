@@ -7,10 +7,6 @@ use tracing_subscriber::EnvFilter;
 
 pub fn run(config: Config) -> ExitCode {
     init_logging(config.log_format);
-    if let Err(e) = config.validate() {
-        tracing::error!("{e}");
-        return ExitCode::FAILURE;
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("seqd-io")
