@@ -139,7 +139,7 @@ fn readiness_waits_for_recovery() {
     let backend = FaultyBackend::with_partitions(2);
     backend.part(1).limit_to(FaultOps::READS);
     backend.part(1).set_latency(Duration::from_millis(800));
-    let server = TestServer::start(config(DurabilityMode::Lease), backend.clone());
+    let server = TestServer::start_unready(config(DurabilityMode::Lease), backend.clone());
     let http = reqwest::blocking::Client::new();
     let status = http.get(server.url("/readyz")).send().unwrap().status();
     assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE);

@@ -58,15 +58,17 @@ impl Daemon {
         client.get_connection().unwrap()
     }
 
-    /// A connection once the partitions are recovered.
+    /// A connection once both partitions (workspaces 0 and 1) are recovered.
     fn ready(&self) -> redis::Connection {
         let mut con = self.redis();
         common::eventually("seqd ready", || {
-            redis::cmd("PEEK")
-                .arg(0)
-                .arg(0)
-                .query::<u64>(&mut con)
-                .is_ok()
+            (0..2).all(|ws| {
+                redis::cmd("PEEK")
+                    .arg(ws)
+                    .arg(0)
+                    .query::<u64>(&mut con)
+                    .is_ok()
+            })
         });
         con
     }

@@ -29,7 +29,26 @@ pub fn config(mode: DurabilityMode) -> Config {
 }
 
 impl TestServer {
+    /// Starts a server and waits until `/readyz` says every partition has recovered, so a
+    /// test's first request is never refused as `BUSY ... recovering`.
     pub fn start(config: Config, backend: Arc<dyn Backend>) -> TestServer {
+        let server = TestServer::start_unready(config, backend);
+        server.wait_ready();
+        server
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub fn wait_ready(&self) {
+        let http = reqwest::blocking::Client::new();
+        super::eventually("the server is ready", || {
+            http.get(self.url("/readyz"))
+                .send()
+                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
+        });
+    }
+
+    /// Starts a server without waiting for recovery (for readiness tests).
+    pub fn start_unready(config: Config, backend: Arc<dyn Backend>) -> TestServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let admin = std::net::TcpListener::bind("127.0.0.1:0").expect("bind admin");
         let (addr, admin_addr) = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
