@@ -1,6 +1,8 @@
 //! The `seqd` command: `seqd serve` runs the daemon; `seqd demo` runs the embedded
-//! sequencer on a local store and prints what it hands out and how fast.
+//! sequencer on a local store and prints what it hands out and how fast; `seqd bench` is a
+//! load generator for the daemon (and Redis) that checks no number comes twice.
 
+mod bench;
 mod demo;
 mod serve;
 
@@ -26,6 +28,9 @@ enum Command {
     Serve(Box<seqd::daemon::Config>),
     /// Run a demo workload on the embedded sequencer and print numbers and throughput.
     Demo(demo::DemoArgs),
+    /// Load-test a running daemon (or Redis, with --command incr): throughput, latency
+    /// percentiles, errors, and a check that no number was handed out twice.
+    Bench(Box<bench::args::BenchArgs>),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +38,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(config) => return serve::run(*config),
         Command::Demo(args) => demo::run(&args),
+        Command::Bench(args) => return bench::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
