@@ -8,8 +8,17 @@
 //! [`GROW_BELOW`] and halves when it lasted over [`SHRINK_ABOVE`], between [`MIN_WINDOW`] and
 //! [`MAX_WINDOW`]. A crash loses (skips) at most the unused rest of one window and the one
 //! reserved ahead; a graceful shutdown saves each cursor so nothing is skipped.
+//!
+//! The table of a partition is shared ([`LeaseTable`]) between its worker and the
+//! connections. A connection answers `NEXT` itself, under the table's lock and without a
+//! hop to the worker, when the numbers lie below the lease's `durable_end` (the worker moves
+//! that up only when a reservation's write is durable); it asks the worker for the next
+//! window with [`Prefetch`](super::partition::Msg::Prefetch). Everything else — new leases,
+//! reservations, numbers still in flight — goes through the worker. No I/O happens under the
+//! lock: the worker reserves between two short critical sections.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
@@ -36,9 +45,15 @@ pub(crate) struct Lease {
     /// Reserved numbers from `cursor` on.
     pub(crate) left: u64,
     pub(crate) window: u64,
+    /// Numbers below this are durably reserved: a connection may hand them out at once.
+    durable_end: u64,
     last_reserve: Instant,
     /// Reservations not yet known to be durable, oldest first: (last number, ticket).
     unconfirmed: VecDeque<(u64, Committed)>,
+    /// A connection asked the worker for the next window; not asked again until it arrives.
+    prefetching: bool,
+    /// Listed in [`Leases::pending`].
+    listed: bool,
     /// Used since the eviction hand last passed (second chance).
     referenced: bool,
 }
@@ -49,8 +64,11 @@ impl Lease {
             cursor: 0,
             left: 0,
             window: MIN_WINDOW,
+            durable_end: 0,
             last_reserve: now,
             unconfirmed: VecDeque::new(),
+            prefetching: false,
+            listed: false,
             referenced: true,
         }
     }
@@ -62,12 +80,28 @@ impl Lease {
         self.cursor = self.cursor.wrapping_add(count);
         self.left -= count.min(self.left);
         let last = first.saturating_add(count - 1);
-        let dep = self
-            .unconfirmed
-            .iter()
-            .find(|(end, _)| *end >= last)
-            .map(|(_, c)| *c);
+        let dep = if last < self.durable_end {
+            None
+        } else {
+            self.unconfirmed
+                .iter()
+                .find(|(end, _)| *end >= last)
+                .map(|(_, c)| *c)
+        };
         (Number(first), dep)
+    }
+
+    /// The connections' path: takes `count` numbers if they are all durably reserved.
+    fn take_durable(&mut self, count: u64) -> Option<u64> {
+        let end = self.cursor.checked_add(count)?;
+        if count == 0 || self.left < count || end > self.durable_end {
+            return None;
+        }
+        let first = self.cursor;
+        self.cursor = end;
+        self.left -= count;
+        self.referenced = true;
+        Some(first)
     }
 
     /// Forgets reservations that are durable: the sequencer's checkpoint passed them in the
@@ -75,11 +109,12 @@ impl Lease {
     /// reservation of an older generation is never taken for durable here; the worker drops
     /// every lease when the generation changes.)
     pub(crate) fn prune(&mut self, flushed: PLogOffset, generation: u64) {
-        while let Some((_, c)) = self.unconfirmed.front() {
+        while let Some(&(end, c)) = self.unconfirmed.front() {
             if c.generation != generation || c.offset() > flushed {
                 break;
             }
             self.unconfirmed.pop_front();
+            self.durable_end = self.durable_end.max(end.saturating_add(1));
         }
     }
 
@@ -111,9 +146,22 @@ impl Lease {
         } else {
             self.cursor = first;
             self.left = n;
+            self.durable_end = first;
+            self.unconfirmed.clear();
         }
+        self.prefetching = false;
         self.unconfirmed
             .push_back((first.saturating_add(n - 1), ticket));
+    }
+
+    /// The worker took up a connection's prefetch request.
+    pub(crate) fn prefetch_done(&mut self) {
+        self.prefetching = false;
+    }
+
+    /// Whether reservations are still waiting to become durable.
+    pub(crate) fn has_unconfirmed(&self) -> bool {
+        !self.unconfirmed.is_empty()
     }
 }
 
@@ -125,6 +173,24 @@ pub(crate) struct Leases {
     order: VecDeque<Key>,
     capacity: usize,
     pub(crate) evictions: u64,
+    /// Keys with reservations not yet known to be durable, pruned on every flusher progress.
+    pending: Vec<Key>,
+    /// Set when the worker stops (its cursors are being saved): connections must not take.
+    closed: bool,
+    /// `NEXT` requests and numbers the connections answered themselves.
+    pub(crate) served: (u64, u64),
+}
+
+/// A partition's leases, shared by its worker and the connections.
+pub(crate) type LeaseTable = Arc<Mutex<Leases>>;
+
+/// What a connection's attempt to answer from a lease came to.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Served {
+    /// Answered: the first number; `prefetch` asks the worker to reserve the next window.
+    Number { first: u64, prefetch: bool },
+    /// Not answerable here: send the request to the worker.
+    Route,
 }
 
 impl Leases {
@@ -134,7 +200,65 @@ impl Leases {
             order: VecDeque::new(),
             capacity: capacity.max(1),
             evictions: 0,
+            pending: Vec::new(),
+            closed: false,
+            served: (0, 0),
         }
+    }
+
+    /// A connection's `NEXT`: `count` numbers at once if they are durably reserved.
+    pub(crate) fn serve_next(&mut self, key: Key, count: u64) -> Served {
+        if self.closed {
+            return Served::Route;
+        }
+        let Some(lease) = self.map.get_mut(&key) else {
+            return Served::Route;
+        };
+        let Some(first) = lease.take_durable(count) else {
+            return Served::Route;
+        };
+        let prefetch = !lease.prefetching && lease.wants_prefetch();
+        lease.prefetching |= prefetch;
+        self.served.0 += 1;
+        self.served.1 += count;
+        Served::Number { first, prefetch }
+    }
+
+    /// A connection's `PEEK`: the lease's cursor, if it holds reserved numbers.
+    pub(crate) fn serve_peek(&mut self, key: Key) -> Option<u64> {
+        if self.closed {
+            return None;
+        }
+        self.map.get(&key).filter(|l| l.left > 0).map(|l| l.cursor)
+    }
+
+    /// Remembers that `key` has a reservation in flight (see [`Leases::prune_pending`]).
+    pub(crate) fn mark_pending(&mut self, key: Key) {
+        if let Some(lease) = self.map.get_mut(&key)
+            && !lease.listed
+        {
+            lease.listed = true;
+            self.pending.push(key);
+        }
+    }
+
+    /// After flusher progress: confirms every reservation that is now durable, so the
+    /// connections can hand its numbers out.
+    pub(crate) fn prune_pending(&mut self, flushed: PLogOffset, generation: u64) {
+        let map = &mut self.map;
+        self.pending.retain(|key| match map.get_mut(key) {
+            Some(lease) => {
+                lease.prune(flushed, generation);
+                lease.listed = lease.has_unconfirmed();
+                lease.listed
+            }
+            None => false,
+        });
+    }
+
+    /// The worker is stopping: from now on only it touches the table.
+    pub(crate) fn close(&mut self) {
+        self.closed = true;
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -182,6 +306,7 @@ impl Leases {
     pub(crate) fn clear(&mut self) {
         self.map.clear();
         self.order.clear();
+        self.pending.clear();
     }
 
     /// Restores a cursor saved at the last graceful shutdown: `cursor..limit` is reserved and
@@ -193,6 +318,7 @@ impl Leases {
         let lease = self.entry(key, now);
         lease.cursor = cursor;
         lease.left = limit - cursor;
+        lease.durable_end = limit;
     }
 
     /// Sequences with unused reserved numbers: (key, next number).
@@ -277,5 +403,77 @@ mod tests {
         assert!(cursors.contains(&(k(4), 5)), "{cursors:?}");
         ls.clear();
         assert_eq!(ls.len(), 0);
+    }
+
+    #[test]
+    fn connections_take_only_durably_reserved_numbers() {
+        let now = Instant::now();
+        let mut ls = Leases::new(8);
+        let key = (WsId(7), SeqId(1));
+        assert_eq!(ls.serve_next(key, 1), Served::Route, "no lease yet");
+        let lease = ls.entry(key, now);
+        lease.add(1, 16, ticket(1));
+        assert_eq!(lease.take(1), (Number(1), Some(ticket(1))));
+        ls.mark_pending(key);
+        assert_eq!(ls.serve_next(key, 1), Served::Route, "still being written");
+        ls.prune_pending(PLogOffset(1), 1);
+        assert_eq!(ls.serve_next(key, 1), Served::Route, "another generation");
+        ls.prune_pending(PLogOffset(1), 0);
+        assert_eq!(
+            ls.serve_next(key, 4),
+            Served::Number {
+                first: 2,
+                prefetch: false
+            }
+        );
+        assert_eq!(ls.serve_next(key, 12), Served::Route, "only 11 left");
+        let prefetch = ls.serve_next(key, 5);
+        assert_eq!(
+            prefetch,
+            Served::Number {
+                first: 6,
+                prefetch: true
+            },
+            "half the window used: ask for the next one"
+        );
+        assert_eq!(
+            ls.serve_next(key, 1),
+            Served::Number {
+                first: 11,
+                prefetch: false
+            },
+            "asked once"
+        );
+        assert_eq!(ls.serve_peek(key), Some(12));
+        ls.entry(key, now).add(17, 32, ticket(2));
+        ls.mark_pending(key);
+        assert_eq!(
+            ls.serve_next(key, 5),
+            Served::Number {
+                first: 12,
+                prefetch: false
+            }
+        );
+        assert_eq!(
+            ls.serve_next(key, 1),
+            Served::Route,
+            "17 is not durable yet"
+        );
+        ls.prune_pending(PLogOffset(2), 0);
+        assert_eq!(
+            ls.serve_next(key, 1),
+            Served::Number {
+                first: 17,
+                prefetch: false
+            }
+        );
+        ls.close();
+        assert_eq!(
+            ls.serve_next(key, 1),
+            Served::Route,
+            "closed: cursors being saved"
+        );
+        assert_eq!(ls.serve_peek(key), None);
+        assert_eq!(ls.served, (5, 16));
     }
 }

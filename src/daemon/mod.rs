@@ -9,6 +9,7 @@
 pub mod command;
 mod config;
 mod http;
+mod io;
 mod lease;
 mod metrics;
 mod partition;
@@ -32,6 +33,7 @@ pub use status::PartitionStatus;
 pub use store::{Backend, MemoryBackend, open_backend};
 
 use crate::error::{Error, Result};
+use io::IoThreads;
 use metrics::Metrics;
 use partitions::Partitions;
 
@@ -125,13 +127,22 @@ pub async fn run_with_backend(
 
     let max = shared.config.max_connections.min(Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(max));
+    let mut io = match IoThreads::start(shared.config.io_thread_count(), &shared, &stop_rx) {
+        Ok(io) => io,
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            let _ = http.await;
+            shared.partitions.stop().await;
+            return Err(e);
+        }
+    };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                accept(&shared, &slots, stream, stop_rx.clone());
+                accept(&shared, &slots, &mut io, stream);
             }
         }
     }
@@ -146,6 +157,7 @@ pub async fn run_with_backend(
     {
         tracing::warn!("some connections did not finish within {DRAIN:?}; stopping anyway");
     }
+    io.stop().await;
     let _ = http.await;
     let report = shared.partitions.stop().await;
     if shared.config.durability == DurabilityMode::Lease && !report.cursors.is_empty() {
@@ -168,8 +180,8 @@ pub async fn run_with_backend(
 fn accept(
     shared: &Arc<Shared>,
     slots: &Arc<Semaphore>,
+    io: &mut IoThreads,
     stream: tokio::net::TcpStream,
-    stop: watch::Receiver<bool>,
 ) {
     let Ok(permit) = Arc::clone(slots).try_acquire_owned() else {
         shared.metrics.connections_rejected.inc();
@@ -184,12 +196,7 @@ fn accept(
         return;
     };
     shared.metrics.connections_total.inc();
-    shared.metrics.connections.inc();
-    let shared = Arc::clone(shared);
-    tokio::spawn(async move {
-        server::serve_connection(Arc::clone(&shared), stream, permit, stop).await;
-        shared.metrics.connections.dec();
-    });
+    io.hand_over(stream, permit);
 }
 
 fn local_addr(l: &TcpListener) -> Result<SocketAddr> {

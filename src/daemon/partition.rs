@@ -1,11 +1,13 @@
 //! A partition worker: one thread owning one [`Sequencer`], answering batches of requests.
 //!
 //! Connections and HTTP handlers send [`Msg`]s over a bounded channel. The worker assigns
-//! numbers at once, in arrival order, and parks a batch whose numbers are not durable yet
-//! (sync mode: every `NEXT`; lease mode: only when a reservation is still being written)
-//! until the sequencer's flusher reports progress through [`crate::ProgressHook`]. A parked
-//! batch whose reservation an actualization discarded gets `-BUSY` for those replies: they
-//! were never acknowledged, so their numbers may be handed out again.
+//! numbers at once, in arrival order, and sends the batch straight back with, per reply, the
+//! commit that must be durable before it may be acknowledged (sync mode: every `NEXT`;
+//! lease mode: only when its reservation is still being written). The sender waits for that
+//! itself ([`Batch::settle`], woken by the flusher's progress), so the worker never holds
+//! replies and a reply leaves as soon as its write is durable. A reply whose commit an
+//! actualization discarded becomes `-BUSY`: it was never acknowledged, so its numbers may
+//! be handed out again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,13 +15,16 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+mod leased;
+
 use super::config::DurabilityMode;
-use super::lease::Leases;
+use super::lease::{Key, LeaseTable};
 use super::status::{PartitionCounters, PartitionStatus};
 use crate::error::{BusyReason, Error};
-use crate::sequencer::{Committed, Sequencer};
+use crate::sequencer::{Committed, DurabilityWatcher, Sequencer};
 use crate::storage::SeqValue;
 use crate::types::{Number, PLogOffset, PartitionId, SeqId, WsId, WsKind};
+use crate::util::lock;
 
 /// The one workspace kind of the daemon: open, every sequence exists.
 pub(crate) const KIND: WsKind = WsKind(0);
@@ -68,6 +73,34 @@ impl Batch {
         self.deps.clear();
     }
 
+    /// Whether every number in the batch may be acknowledged: resolves each reply whose
+    /// commit is now durable, and turns one whose commit an actualization discarded into
+    /// `-BUSY` (never acknowledged, so its numbers may be handed out again).
+    pub(crate) fn settle(&mut self, watcher: &DurabilityWatcher) -> bool {
+        let mut settled = true;
+        for (reply, dep) in self.replies.iter_mut().zip(self.deps.iter_mut()) {
+            let Some(c) = dep else { continue };
+            match watcher.is_durable(*c) {
+                Ok(true) => *dep = None,
+                Ok(false) => settled = false,
+                Err(_) => {
+                    *reply = Reply::Busy(discarded());
+                    *dep = None;
+                }
+            }
+        }
+        settled
+    }
+
+    /// Replaces every reply still waiting for durability with `msg`: not acknowledged.
+    pub(crate) fn abandon_unsettled(&mut self, msg: &str) {
+        for (reply, dep) in self.replies.iter_mut().zip(self.deps.iter_mut()) {
+            if dep.take().is_some() {
+                *reply = Reply::Busy(msg.to_string());
+            }
+        }
+    }
+
     /// Answers every request with `msg` (the partition could not be reached).
     pub(crate) fn fail(&mut self, msg: &str) {
         self.replies.clear();
@@ -89,6 +122,8 @@ pub(crate) enum Msg {
     Flush(oneshot::Sender<Result<PLogOffset, String>>),
     /// Discard unflushed state and rebuild from storage.
     Actualize(oneshot::Sender<()>),
+    /// Lease mode: a connection used half of this sequence's window; reserve the next one.
+    Prefetch(Key),
     /// Finish: wait for parked replies, close the sequencer, return unused lease cursors.
     Stop(oneshot::Sender<StopReport>),
 }
@@ -101,7 +136,6 @@ pub(crate) struct StopReport {
 }
 
 enum Parked {
-    Batch(Batch, oneshot::Sender<Batch>),
     Flush(Committed, oneshot::Sender<Result<PLogOffset, String>>),
 }
 
@@ -116,7 +150,7 @@ pub(crate) struct Worker {
     pub(crate) ready: Arc<AtomicBool>,
     /// Lease cursors saved at the last graceful shutdown, restored once recovery is done.
     pub(crate) restore: Option<Vec<SeqValue>>,
-    pub(crate) leases: Leases,
+    pub(crate) leases: LeaseTable,
     parked: Vec<Parked>,
     /// The last commit of this worker: what `Flush` waits for.
     last_commit: Option<Committed>,
@@ -132,7 +166,7 @@ impl Worker {
         rx: mpsc::Receiver<Msg>,
         progress: Arc<AtomicBool>,
         restore: Vec<SeqValue>,
-        max_leases: usize,
+        leases: LeaseTable,
     ) -> Self {
         Worker {
             id,
@@ -142,7 +176,7 @@ impl Worker {
             progress,
             ready: Arc::new(AtomicBool::new(false)),
             restore: Some(restore),
-            leases: Leases::new(max_leases),
+            leases,
             parked: Vec::new(),
             last_commit: None,
             generation: 0,
@@ -176,6 +210,7 @@ impl Worker {
                     self.seq.actualize();
                     let _ = tx.send(());
                 }
+                Msg::Prefetch(key) => self.prefetch(key),
                 Msg::Stop(tx) => {
                     let _ = tx.send(self.stop());
                     return;
@@ -198,6 +233,20 @@ impl Worker {
     fn on_progress(&mut self) {
         self.try_restore();
         self.release();
+        if self.mode == DurabilityMode::Lease {
+            self.sync_generation();
+            if let Some((flushed, generation)) = self.durability() {
+                lock(&self.leases).prune_pending(flushed, generation);
+            }
+        }
+    }
+
+    /// The checkpoint and the generation it belongs to, read consistently (`None` while an
+    /// actualization moves the generation on).
+    fn durability(&self) -> Option<(PLogOffset, u64)> {
+        let generation = self.seq.current_generation();
+        let flushed = self.seq.flushed_offset();
+        (self.seq.current_generation() == generation).then_some((flushed, generation))
     }
 
     /// Drops every lease when an actualization discarded unflushed state since the last
@@ -205,7 +254,7 @@ impl Worker {
     fn sync_generation(&mut self) {
         let generation = self.seq.current_generation();
         if generation != self.generation {
-            self.leases.clear();
+            lock(&self.leases).clear();
             self.generation = generation;
         }
     }
@@ -217,23 +266,26 @@ impl Worker {
         }
         let now = Instant::now();
         let mut failed = None;
+        let mut limits = Vec::new();
         for c in self.restore.take().unwrap_or_default() {
             match self.seq.peek(KIND, c.ws, c.seq) {
-                Ok(limit) => self.leases.restore((c.ws, c.seq), c.number.0, limit.0, now),
+                Ok(limit) => limits.push((c, limit)),
                 Err(e) => failed = Some(e),
             }
         }
+        let mut leases = lock(&self.leases);
+        for (c, limit) in limits {
+            leases.restore((c.ws, c.seq), c.number.0, limit.0, now);
+        }
+        let restored = leases.len();
+        drop(leases);
         if let Some(e) = failed {
             // Those sequences resume above their stored reservation: a gap, never a reuse.
             tracing::warn!(partition = self.id.0, error = %e, "could not restore some lease cursors");
         }
         self.generation = self.seq.current_generation();
         self.ready.store(true, Ordering::Release);
-        tracing::info!(
-            partition = self.id.0,
-            leases = self.leases.len(),
-            "partition ready"
-        );
+        tracing::info!(partition = self.id.0, leases = restored, "partition ready");
     }
 
     fn answer(&mut self, batch: &mut Batch) {
@@ -279,10 +331,9 @@ impl Worker {
             Req::Peek { ws, seq } => {
                 self.counters.peeks += 1;
                 if self.mode == DurabilityMode::Lease
-                    && let Some(l) = self.leases.get_mut((WsId(ws), SeqId(seq)))
-                    && l.left > 0
+                    && let Some(cursor) = lock(&self.leases).serve_peek((WsId(ws), SeqId(seq)))
                 {
-                    return (Reply::Number(l.cursor), None);
+                    return (Reply::Number(cursor), None);
                 }
                 match self.seq.peek(KIND, WsId(ws), SeqId(seq)) {
                     Ok(n) => (Reply::Number(n.0), None),
@@ -290,54 +341,6 @@ impl Worker {
                 }
             }
         }
-    }
-
-    /// Lease mode: from the reserved window if it has `count` left, else after reserving
-    /// more; reserves the next window ahead when half of this one is used.
-    fn next_leased(
-        &mut self,
-        ws: WsId,
-        seq: SeqId,
-        count: u64,
-    ) -> Result<(Number, Option<Committed>), Error> {
-        let key = (ws, seq);
-        let flushed = self.seq.flushed_offset();
-        let generation = self.generation;
-        let now = Instant::now();
-        if let Some(lease) = self.leases.get_mut(key) {
-            lease.prune(flushed, generation);
-            if lease.left >= count {
-                let taken = lease.take(count);
-                if lease.wants_prefetch() {
-                    let n = lease.next_window(now);
-                    // Best effort: when busy, the next request tries again.
-                    if let Ok((first, ticket)) = self.reserve_raw(ws, seq, n) {
-                        self.counters.reservations += 1;
-                        if let Some(lease) = self.leases.get_mut(key) {
-                            lease.add(first.0, n, ticket);
-                        }
-                    }
-                }
-                return Ok(taken);
-            }
-        }
-        // Reserve `count` plus a window: enough whether or not the reservation turns out
-        // contiguous with what is left of the current range.
-        let window = self.leases.entry(key, now).next_window(now);
-        let wanted = count.saturating_add(window);
-        let (first, n, ticket) = match self.reserve_raw(ws, seq, wanted) {
-            Ok((first, ticket)) => (first, wanted, ticket),
-            // Near u64::MAX: reserve only what this request needs.
-            Err(Error::Exhausted { .. }) => {
-                let (first, ticket) = self.reserve_raw(ws, seq, count)?;
-                (first, count, ticket)
-            }
-            Err(e) => return Err(e),
-        };
-        self.counters.reservations += 1;
-        let lease = self.leases.entry(key, now);
-        lease.add(first.0, n, ticket);
-        Ok(lease.take(count))
     }
 
     /// One sequencer transaction taking `n` numbers of `(ws, seq)`.
@@ -358,81 +361,48 @@ impl Worker {
         }
     }
 
+    /// Sends the batch back at once: the connection waits for the durability of the
+    /// numbers it holds ([`Batch::settle`]), so the worker goes on with the next batch.
     fn park_or_send(&mut self, batch: Batch, done: oneshot::Sender<Batch>) {
-        if batch.deps.iter().any(Option::is_some) {
-            self.parked.push(Parked::Batch(batch, done));
-            // The commit may have become durable before we parked it.
-            self.release();
-        } else {
-            let _ = done.send(batch);
-        }
+        let _ = done.send(batch);
     }
 
-    /// Sends back every parked batch whose numbers are all durable (or were discarded).
+    /// Answers every parked `Flush` whose commit is now durable (or was discarded).
     fn release(&mut self) {
         if self.parked.is_empty() {
             return;
         }
-        let flushed = self.seq.flushed_offset();
-        let generation = self.seq.current_generation();
         let watcher = self.seq.watcher();
-        let verdict = |c: &Committed| -> Option<bool> {
-            if c.generation == generation {
-                return (c.offset <= flushed).then_some(true);
-            }
-            match watcher.is_durable(*c) {
-                Ok(true) => Some(true),
-                Ok(false) => None,
-                Err(_) => Some(false),
-            }
-        };
         let mut i = 0;
         while i < self.parked.len() {
-            let resolved = match &mut self.parked[i] {
-                Parked::Batch(batch, _) => {
-                    let mut pending = false;
-                    for (reply, dep) in batch.replies.iter_mut().zip(batch.deps.iter_mut()) {
-                        let Some(c) = dep else { continue };
-                        match verdict(c) {
-                            Some(true) => *dep = None,
-                            Some(false) => {
-                                *reply = Reply::Busy(discarded());
-                                *dep = None;
-                            }
-                            None => pending = true,
-                        }
-                    }
-                    !pending
+            let Parked::Flush(c, _) = &self.parked[i];
+            let answer = match watcher.is_durable(*c) {
+                Ok(true) => Ok(self.seq.flushed_offset()),
+                Ok(false) => {
+                    i += 1;
+                    continue;
                 }
-                Parked::Flush(c, _) => verdict(c).is_some(),
+                Err(_) => Err(discarded()),
             };
-            if resolved {
-                match self.parked.swap_remove(i) {
-                    Parked::Batch(batch, done) => {
-                        let _ = done.send(batch);
-                    }
-                    Parked::Flush(c, tx) => {
-                        let answer = match verdict(&c) {
-                            Some(true) => Ok(self.seq.flushed_offset()),
-                            _ => Err(discarded()),
-                        };
-                        let _ = tx.send(answer);
-                    }
-                }
-            } else {
-                i += 1;
-            }
+            let Parked::Flush(_, tx) = self.parked.swap_remove(i);
+            let _ = tx.send(answer);
         }
     }
 
     fn status(&self) -> PartitionStatus {
+        let leases = lock(&self.leases);
+        let (count, evictions, served) = (leases.len(), leases.evictions, leases.served);
+        drop(leases);
+        let mut counters = self.counters;
+        counters.nexts += served.0;
+        counters.numbers += served.1;
         PartitionStatus::new(
             self.id,
             self.ready.load(Ordering::Acquire),
             self.seq.stats(),
-            &self.counters,
-            self.leases.len(),
-            self.leases.evictions,
+            &counters,
+            count,
+            evictions,
         )
     }
 
@@ -442,23 +412,12 @@ impl Worker {
             let _ = self.seq.wait_durable(c, Duration::from_secs(5));
         }
         self.on_progress();
-        for parked in self.parked.drain(..) {
-            match parked {
-                Parked::Batch(mut batch, done) => {
-                    for (reply, dep) in batch.replies.iter_mut().zip(&batch.deps) {
-                        if dep.is_some() {
-                            *reply = Reply::Busy("BUSY the server is shutting down".into());
-                        }
-                    }
-                    let _ = done.send(batch);
-                }
-                Parked::Flush(_, tx) => {
-                    let _ = tx.send(Err("the server is shutting down".into()));
-                }
-            }
+        for Parked::Flush(_, tx) in self.parked.drain(..) {
+            let _ = tx.send(Err("the server is shutting down".into()));
         }
-        let cursors = self
-            .leases
+        let mut leases = lock(&self.leases);
+        leases.close();
+        let cursors = leases
             .cursors()
             .map(|((ws, seq), next)| SeqValue {
                 ws,
@@ -466,6 +425,7 @@ impl Worker {
                 number: Number(next),
             })
             .collect();
+        drop(leases);
         let close_error = self.seq.close().err().map(|e| e.to_string());
         StopReport {
             cursors,

@@ -4,15 +4,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::config::Config;
+use super::lease::{Key, LeaseTable, Leases};
 use super::partition::{Batch, KIND, Msg, Reply, Req, Worker};
 use super::status::PartitionStatus;
 use super::store::Backend;
 use crate::error::{Error, Result};
 use crate::options::{Options, ProgressHook};
-use crate::sequencer::Sequencer;
+use crate::sequencer::{DurabilityWatcher, Sequencer};
 use crate::storage::SeqValue;
 use crate::types::{Number, PartitionId, SeqTypes};
 use crate::util::lock;
@@ -22,6 +23,11 @@ const QUEUE: usize = 1024;
 
 struct Handle {
     tx: mpsc::Sender<Msg>,
+    /// Lease mode: the table connections answer `NEXT` from without a hop to the worker.
+    leases: Option<LeaseTable>,
+    /// Bumped by the flusher on every durable write, discard and actualization.
+    durable: watch::Receiver<u64>,
+    watcher: DurabilityWatcher,
     ready: Arc<AtomicBool>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -66,10 +72,14 @@ impl Partitions {
         for (p, restore) in (0..n).zip(per_partition) {
             let (tx, rx) = mpsc::channel(QUEUE);
             let progress = Arc::new(AtomicBool::new(false));
+            let (durable_tx, durable) = watch::channel(0u64);
             let hook = {
                 let progress = Arc::clone(&progress);
                 let weak = tx.downgrade();
                 ProgressHook::new(move || {
+                    // Connections waiting for their replies' durability first, then the
+                    // worker (leases to confirm, flushes to answer).
+                    durable_tx.send_modify(|n| *n = n.wrapping_add(1));
                     if !progress.swap(true, Ordering::AcqRel)
                         && let Some(tx) = weak.upgrade()
                     {
@@ -87,8 +97,11 @@ impl Partitions {
                 on_progress: Some(hook),
                 ..Options::default()
             };
+            let leases: LeaseTable =
+                Arc::new(std::sync::Mutex::new(Leases::new(config.max_leases)));
             let storage = backend.partition(PartitionId(p));
             let seq = Sequencer::open_named(storage, options, &format!("seqd-flush-{p}"))?;
+            let watcher = seq.watcher();
             let worker = Worker::new(
                 PartitionId(p),
                 seq,
@@ -96,7 +109,7 @@ impl Partitions {
                 rx,
                 progress,
                 restore,
-                config.max_leases,
+                Arc::clone(&leases),
             );
             let ready = Arc::clone(&worker.ready);
             let thread = std::thread::Builder::new()
@@ -106,8 +119,12 @@ impl Partitions {
                     context: format!("cannot start the worker thread of partition {p}"),
                     source: e,
                 })?;
+            let lease_mode = config.durability == super::DurabilityMode::Lease;
             handles.push(Handle {
                 tx,
+                leases: lease_mode.then_some(leases),
+                durable,
+                watcher,
                 ready,
                 thread: std::sync::Mutex::new(Some(thread)),
             });
@@ -123,6 +140,20 @@ impl Partitions {
     #[inline]
     pub(crate) fn of(&self, ws: u64) -> usize {
         (ws % self.handles.len() as u64) as usize
+    }
+
+    /// Lease mode: partition `p`'s lease table, for answering from durable leases.
+    #[inline]
+    pub(crate) fn leases(&self, p: usize) -> Option<&LeaseTable> {
+        self.handles.get(p)?.leases.as_ref()
+    }
+
+    /// Asks partition `p` to reserve the next window of `key` (best effort: when its queue
+    /// is full the request is dropped, and a later one reserves).
+    pub(crate) fn prefetch(&self, p: usize, key: Key) {
+        if let Some(h) = self.handles.get(p) {
+            let _ = h.tx.try_send(Msg::Prefetch(key));
+        }
     }
 
     /// How many partitions are recovered and serving.
@@ -153,15 +184,41 @@ impl Partitions {
         }
     }
 
+    /// Waits until every number in `batch` (answered by partition `p`) is durable or was
+    /// discarded (see [`Batch::settle`]).
+    pub(crate) async fn settle(&self, p: usize, batch: &mut Batch) {
+        let Some(h) = self.handles.get(p) else {
+            return;
+        };
+        let mut durable = h.durable.clone();
+        loop {
+            // Marks the current progress seen before looking, so none is missed.
+            durable.borrow_and_update();
+            if batch.settle(&h.watcher) {
+                return;
+            }
+            if durable.changed().await.is_err() {
+                // The sequencer is closed: what is not durable now never will be.
+                batch.settle(&h.watcher);
+                batch.abandon_unsettled("BUSY the server is shutting down");
+                return;
+            }
+        }
+    }
+
     /// Answers one request (HTTP).
     pub(crate) async fn one(&self, req: Req) -> Reply {
         let ws = req.ws();
+        let p = self.of(ws);
         let mut batch = Batch::default();
         batch.reqs.push(req);
         let gone = || Reply::Busy("BUSY the server is shutting down".into());
-        match self.send(self.of(ws), batch).await {
+        match self.send(p, batch).await {
             Ok(rx) => match rx.await {
-                Ok(mut b) => b.replies.pop().unwrap_or_else(gone),
+                Ok(mut b) => {
+                    self.settle(p, &mut b).await;
+                    b.replies.pop().unwrap_or_else(gone)
+                }
                 Err(_) => gone(),
             },
             Err(_) => gone(),

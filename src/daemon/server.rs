@@ -13,19 +13,21 @@ use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 
 use super::command::{Command, parse_command};
+use super::lease::Served;
 use super::partition::{Batch, Reply, Req};
 use super::protocol::{self, parse_request};
 use super::{Shared, constant_time_eq};
+use crate::types::{SeqId, WsId};
+use crate::util::lock;
 
 /// Most requests taken from one read before their replies are written.
 pub const MAX_PIPELINE: usize = 1024;
 /// Most bytes buffered for one incomplete request.
 const MAX_REQUEST: usize = 1 << 20;
-/// How often an idle connection's read wakes up (it just reads again).
-const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Where the reply to one request comes from.
 enum Slot {
@@ -75,19 +77,23 @@ pub(crate) async fn serve_connection(
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut start = 0;
     let mut partial_since: Option<Instant> = None;
+    // One wait for the stop signal for the connection's whole life (not one per read: each
+    // new wait would register with the signal's shared waiter list).
+    let stopping = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    tokio::pin!(stopping);
+    let mut stopped = false;
     loop {
         let consumed = conn.process(&buf[start..]).await;
         start += consumed;
         if consumed > 0 {
             partial_since = None;
         }
-        if !conn.out.is_empty() {
-            match tokio::time::timeout(write_timeout, wr.write_all(&conn.out)).await {
-                Ok(Ok(())) => {}
-                _ => break,
-            }
+        if !conn.out.is_empty() && !write_all(&mut wr, &conn.out, write_timeout).await {
+            break;
         }
-        if conn.close || *stop.borrow() {
+        if conn.close || stopped {
             break;
         }
         if consumed > 0 && start < buf.len() {
@@ -107,24 +113,29 @@ pub(crate) async fn serve_connection(
         }
         // An idle connection may wait forever; a request must arrive whole within
         // `request_timeout` of its first byte, however slowly its bytes trickle in.
-        let partial = !buf.is_empty();
-        let wait = if partial {
-            let since = *partial_since.get_or_insert_with(Instant::now);
-            request_timeout.saturating_sub(since.elapsed())
-        } else {
+        let read = if buf.is_empty() {
             partial_since = None;
-            IDLE_CHECK
-        };
-        let read = tokio::select! {
-            r = tokio::time::timeout(wait, rd.read_buf(&mut buf)) => match r {
-                Ok(r) => r,
-                Err(_) if partial => {
-                    tracing::debug!(?peer, "closing a connection that left a request unfinished");
-                    break;
+            tokio::select! {
+                r = rd.read_buf(&mut buf) => r,
+                () = &mut stopping => break,
+            }
+        } else {
+            let since = *partial_since.get_or_insert_with(Instant::now);
+            let wait = request_timeout.saturating_sub(since.elapsed());
+            tokio::select! {
+                r = tokio::time::timeout(wait, rd.read_buf(&mut buf)) => match r {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::debug!(?peer, "closing a connection that left a request unfinished");
+                        break;
+                    }
+                },
+                () = &mut stopping => {
+                    // Finish what was read, then close.
+                    stopped = true;
+                    continue;
                 }
-                Err(_) => continue,
-            },
-            _ = stop.changed() => break,
+            }
         };
         match read {
             Ok(0) | Err(_) => break,
@@ -132,6 +143,28 @@ pub(crate) async fn serve_connection(
         }
     }
     let _ = wr.shutdown().await;
+}
+
+/// Writes `out` whole within `timeout`: at once when the socket has room (the usual case,
+/// no timer armed), else waiting for the client to read. False when the client is gone or
+/// did not read in time.
+async fn write_all(wr: &mut OwnedWriteHalf, out: &[u8], timeout: std::time::Duration) -> bool {
+    let mut done = 0;
+    while done < out.len() {
+        match wr.try_write(&out[done..]) {
+            Ok(0) => return false,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(_) => return false,
+        }
+    }
+    if done == out.len() {
+        return true;
+    }
+    matches!(
+        tokio::time::timeout(timeout, wr.write_all(&out[done..])).await,
+        Ok(Ok(()))
+    )
 }
 
 impl Conn {
@@ -321,9 +354,37 @@ impl Conn {
             Req::Peek { .. } => self.counts.peek += 1,
         }
         let p = self.shared.partitions.of(req.ws());
+        // Once a request of this read went to the worker, the partition's later ones follow
+        // it there, so a connection sees a sequence's numbers in request order.
+        if self.batches[p].reqs.is_empty()
+            && let Some(n) = self.answer_from_lease(p, req)
+        {
+            return self.local(|o| protocol::write_uint(o, n));
+        }
         let index = self.batches[p].reqs.len();
         self.batches[p].reqs.push(req);
         self.slots.push(Slot::Routed { p, index });
+    }
+
+    /// Lease mode: answers from the partition's durable leases, without the worker.
+    fn answer_from_lease(&self, p: usize, req: Req) -> Option<u64> {
+        let table = self.shared.partitions.leases(p)?;
+        match req {
+            Req::Next { ws, seq, count } => {
+                let key = (WsId(ws), SeqId(seq));
+                let served = lock(table).serve_next(key, count);
+                match served {
+                    Served::Number { first, prefetch } => {
+                        if prefetch {
+                            self.shared.partitions.prefetch(p, key);
+                        }
+                        Some(first)
+                    }
+                    Served::Route => None,
+                }
+            }
+            Req::Peek { ws, seq } => lock(table).serve_peek((WsId(ws), SeqId(seq))),
+        }
     }
 
     fn local(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
@@ -355,7 +416,10 @@ impl Conn {
         for (p, rx) in waiting {
             let reqs = self.batches[p].reqs.len();
             match rx.await {
-                Ok(b) => self.batches[p] = b,
+                Ok(mut b) => {
+                    self.shared.partitions.settle(p, &mut b).await;
+                    self.batches[p] = b;
+                }
                 Err(_) => {
                     let b = &mut self.batches[p];
                     b.reqs.resize(reqs, Req::Peek { ws: 0, seq: 0 });

@@ -7,9 +7,11 @@ use tracing_subscriber::EnvFilter;
 
 pub fn run(config: Config) -> ExitCode {
     init_logging(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Accepting and the HTTP admin: connections are served on the daemon's own
+    // `--io-threads` event loops, partitions on their own threads.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("seqd-io")
+        .thread_name("seqd-main")
         .build()
     {
         Ok(rt) => rt,

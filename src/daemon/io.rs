@@ -1,0 +1,141 @@
+//! Connection threads: each runs a single-threaded event loop that owns its connections.
+//!
+//! Answering a request from a lease takes well under a microsecond; what costs is waking
+//! threads. On a multi-threaded runtime every readable socket may wake a parked worker
+//! thread on another core, and the profile of `redis-benchmark -P 1` was dominated by
+//! those wake-ups (futex, eventfd, scheduler). An event loop per thread, as in Redis,
+//! handles every socket that became readable in one `epoll_wait` without waking anyone.
+//! The accept loop hands each new connection to the threads in turn.
+//!
+//! Stopping: [`IoThreads::stop`] closes the hand-over channels; each thread then waits up
+//! to [`super::DRAIN`] for its connections (which saw the daemon's stop signal) to finish
+//! the requests they read, aborts what is left, and exits. `stop` joins the threads.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::Shared;
+use crate::error::{Error, Result};
+
+/// A connection on its way to a thread.
+type Handover = (std::net::TcpStream, OwnedSemaphorePermit);
+
+/// The connection threads of a running daemon.
+pub(crate) struct IoThreads {
+    senders: Vec<mpsc::UnboundedSender<Handover>>,
+    threads: Vec<JoinHandle<()>>,
+    next: usize,
+}
+
+impl IoThreads {
+    /// Starts `n` threads serving connections of `shared` until `stop` turns true.
+    pub(crate) fn start(
+        n: u16,
+        shared: &Arc<Shared>,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Self> {
+        let mut senders = Vec::with_capacity(usize::from(n));
+        let mut threads = Vec::with_capacity(usize::from(n));
+        for i in 0..n {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Io {
+                    context: format!("cannot start the event loop of connection thread {i}"),
+                    source: e,
+                })?;
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (shared, stop) = (Arc::clone(shared), stop.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("seqd-io-{i}"))
+                .spawn(move || runtime.block_on(serve(shared, rx, stop)))
+                .map_err(|e| Error::Io {
+                    context: format!("cannot start connection thread {i}"),
+                    source: e,
+                })?;
+            senders.push(tx);
+            threads.push(thread);
+        }
+        Ok(IoThreads {
+            senders,
+            threads,
+            next: 0,
+        })
+    }
+
+    /// Hands a new connection to the next thread in turn.
+    pub(crate) fn hand_over(
+        &mut self,
+        stream: tokio::net::TcpStream,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let Ok(stream) = stream.into_std() else {
+            return; // the peer is already gone
+        };
+        let i = self.next % self.senders.len().max(1);
+        self.next = self.next.wrapping_add(1);
+        if let Some(tx) = self.senders.get(i) {
+            // Fails only when that thread is gone (stopping): the connection is dropped.
+            let _ = tx.send((stream, permit));
+        }
+    }
+
+    /// Closes the hand-over channels and joins the threads (each drains its connections
+    /// for at most [`super::DRAIN`] first).
+    pub(crate) async fn stop(self) {
+        drop(self.senders);
+        for t in self.threads {
+            if tokio::task::spawn_blocking(move || t.join()).await.is_err() {
+                tracing::warn!("a connection thread panicked");
+            }
+        }
+    }
+}
+
+/// One thread's event loop: serves the connections it is handed until the channel closes,
+/// then drains them.
+async fn serve(
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<Handover>,
+    stop: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            handed = rx.recv() => {
+                let Some((stream, permit)) = handed else { break };
+                let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+                    continue;
+                };
+                let shared = Arc::clone(&shared);
+                let stop = stop.clone();
+                shared.metrics.connections.inc();
+                conns.spawn(async move {
+                    let _open = OpenConnection(Arc::clone(&shared));
+                    super::server::serve_connection(shared, stream, permit, stop).await;
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    let drained = tokio::time::timeout(super::DRAIN, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        conns.abort_all();
+        while conns.join_next().await.is_some() {}
+    }
+}
+
+/// Counts a connection as open until it ends, however it ends (also when aborted).
+struct OpenConnection(Arc<Shared>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.metrics.connections.dec();
+    }
+}
