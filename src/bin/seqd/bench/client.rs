@@ -151,7 +151,7 @@ pub async fn drive(
         && let Stop::Requests(total) = plan.stop
     {
         let share = total / plan.args.connections + 1;
-        result.records.reserve(share.min(1 << 24) as usize);
+        result.records.reserve(share.min(1 << 20) as usize);
     }
     if let Err(e) = run_loop(&mut stream, index, plan, requests, shared, &mut result).await {
         result.failure = Some(e);
