@@ -6,95 +6,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-struct Daemon {
-    child: Child,
-    addr: String,
-}
-
-impl Daemon {
-    fn start(dir: &std::path::Path, mode: &str) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_seqd"))
-            .args([
-                "serve",
-                "--port",
-                "0",
-                "--admin-port",
-                "0",
-                "--partitions",
-                "2",
-            ])
-            .arg("--durability")
-            .arg(mode)
-            .arg("--data-dir")
-            .arg(dir)
-            .env("SEQD_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn seqd");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("protocol listening on ").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("seqd did not start");
-        Daemon { child, addr }
-    }
-
-    fn redis(&self) -> redis::Connection {
-        let client = redis::Client::open(format!("redis://{}/", self.addr)).unwrap();
-        client.get_connection().unwrap()
-    }
-
-    /// A connection once both partitions (workspaces 0 and 1) are recovered.
-    fn ready(&self) -> redis::Connection {
-        let mut con = self.redis();
-        common::eventually("seqd ready", || {
-            (0..2).all(|ws| {
-                redis::cmd("PEEK")
-                    .arg(ws)
-                    .arg(0)
-                    .query::<u64>(&mut con)
-                    .is_ok()
-            })
-        });
-        con
-    }
-
-    fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exit = self.child.wait().unwrap();
-        assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::process::Daemon;
 
 const KEYS: [(u64, u16); 4] = [(0, 0), (1, 7), (2, 0), (1_000_003, 65535)];
 
@@ -102,7 +18,7 @@ const KEYS: [(u64, u16); 4] = [(0, 0), (1, 7), (2, 0), (1_000_003, 65535)];
 fn graceful_restart_continues_exactly() {
     for mode in ["lease", "sync"] {
         let dir = tempfile::tempdir().unwrap();
-        let d = Daemon::start(dir.path(), mode);
+        let d = Daemon::start(dir.path(), mode, &[]);
         let mut con = d.ready();
         let mut next_expected = HashMap::new();
         for (ws, seq) in KEYS {
@@ -116,7 +32,7 @@ fn graceful_restart_continues_exactly() {
         }
         drop(con);
         d.terminate();
-        let d = Daemon::start(dir.path(), mode);
+        let d = Daemon::start(dir.path(), mode, &[]);
         let mut con = d.ready();
         for (ws, seq) in KEYS {
             let n: u64 = redis::cmd("NEXT").arg(ws).arg(seq).query(&mut con).unwrap();
@@ -178,7 +94,7 @@ fn kill_9_under_load_never_reissues() {
         let dir = tempfile::tempdir().unwrap();
         let mut all = Acked::new();
         for cycle in 0..3 {
-            let d = Daemon::start(dir.path(), mode);
+            let d = Daemon::start(dir.path(), mode, &[]);
             drop(d.ready());
             let stop = Arc::new(AtomicBool::new(false));
             let clients = load(&d.addr, stop.clone());
@@ -191,7 +107,7 @@ fn kill_9_under_load_never_reissues() {
                 }
             }
         }
-        let d = Daemon::start(dir.path(), mode);
+        let d = Daemon::start(dir.path(), mode, &[]);
         let mut con = d.ready();
         let mut total = 0;
         for (key, nums) in &mut all {

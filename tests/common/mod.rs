@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod daemon;
 pub mod model;
+pub mod process;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
