@@ -185,9 +185,11 @@ w5() { # server-name port kind(seqd|redis)
 # programs are running (state R) at that instant.
 started="$(date -u '+%Y-%m-%d %H:%M UTC')"
 (
-  ours='^(seqd|redis-server|redis-benchmar|redis-cli|postgres|pgbench|psql|ps|awk|bash|sleep|cut|sort|tr)$'
+  ours='^(seqd|redis-.*|postgres|pgbench|psql|ps|awk|bash|sleep|cut|sort|tr)$'
   while :; do
-    others="$(ps -eo stat=,comm= | awk -v ours="$ours" '$1 ~ /^R/ && $2 !~ ours {print $2}' |
+    # Kernel threads (children of kthreadd, pid 2) are left out.
+    others="$(ps -eo stat=,ppid=,comm= | awk -v ours="$ours" \
+      '$1 ~ /^R/ && $2 != 2 && $2 != 0 && $3 !~ ours {print $3}' |
       sort -u | tr '\n' ',')"
     echo "$(cut -d' ' -f1 /proc/loadavg) ${others:-,}"
     sleep 2
