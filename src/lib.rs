@@ -52,6 +52,9 @@ mod clock;
 pub mod daemon;
 mod error;
 mod flusher;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod options;
 mod sequencer;
 mod stats;

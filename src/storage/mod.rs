@@ -8,7 +8,7 @@
 //! * [`FaultyStorage`]: wraps any storage and injects failures, latency and crashes;
 //! * `RocksDbStorage` (cargo feature `rocksdb`): the durable one.
 
-mod codec;
+pub(crate) mod codec;
 mod faulty;
 mod memory;
 #[cfg(feature = "rocksdb")]
