@@ -48,6 +48,9 @@ pub(crate) fn run(shared: &Shared, backoff: &mut Backoff) -> Result<(), Stopped>
     wait_for_writer(shared)?;
     let ended = {
         let mut inner = shared.lock();
+        // Transactions wait for this run even when it was queued behind another one, whose
+        // end set the status back to Ready.
+        shared.begin_actualizing();
         inner.actualize_requested = false;
         inner.pending.clear();
         inner.pending_next = None;
@@ -67,6 +70,9 @@ pub(crate) fn run(shared: &Shared, backoff: &mut Backoff) -> Result<(), Stopped>
             Err(ReplayError::Storage(e)) => {
                 // Reported through stats; retried until it works or `close`.
                 Counters::add(&shared.counters.actualize_errors, 1);
+                shared
+                    .storage_failing
+                    .store(true, std::sync::atomic::Ordering::Release);
                 shared.lock().last_error = Some(e.to_string());
                 if stopping(shared) {
                     return Err(Stopped);
@@ -78,8 +84,18 @@ pub(crate) fn run(shared: &Shared, backoff: &mut Backoff) -> Result<(), Stopped>
     let mut inner = shared.lock();
     inner.base_offset = base;
     shared.set_durable(&mut inner, base);
+    // After a failed write, the flusher writes the checkpoint again (nothing else) as a probe,
+    // retrying as any write: `Stats::storage_failing` stays set until a write succeeds, even
+    // when nobody commits meanwhile.
+    if shared
+        .storage_failing
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        inner.pending_next.get_or_insert(base);
+    }
     Shared::push_discard(&mut inner, ended, base);
-    if shared.status() == Status::Actualizing {
+    // Another actualization asked for meanwhile runs next; until it is done, none start.
+    if shared.status() == Status::Actualizing && !inner.actualize_requested {
         shared.set_status(Status::Ready);
     }
     drop(inner);

@@ -10,6 +10,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -130,6 +131,7 @@ fn flush(
         match result {
             Ok(()) => {
                 counters.record_write(values.len(), took);
+                shared.storage_failing.store(false, Ordering::Release);
                 drop(batch);
                 let mut inner = shared.lock();
                 finish_inflight(&mut inner);
@@ -141,6 +143,7 @@ fn flush(
             }
             Err(e) => {
                 Counters::add(&counters.flush_errors, 1);
+                shared.storage_failing.store(true, Ordering::Release);
                 shared.lock().last_error = Some(e.to_string());
                 let stop = shared.stop_deadline();
                 let past_deadline = stop.is_some_and(|d| Instant::now() >= d);

@@ -84,4 +84,7 @@ pub struct Stats {
     /// The most recent storage error the background worker met, if any (it may have been
     /// retried successfully since: compare with the error counters).
     pub last_storage_error: Option<String>,
+    /// The last write to storage (or recovery read) failed and has not succeeded since: the
+    /// sequencer is retrying, and nothing committed meanwhile becomes durable.
+    pub storage_failing: bool,
 }

@@ -84,6 +84,10 @@ fn a_graceful_restart_skips_nothing() {
     }
 }
 
+fn get_text(http: &reqwest::blocking::Client, url: &str) -> String {
+    http.get(url).send().unwrap().text().unwrap()
+}
+
 #[test]
 fn storage_failure_answers_busy_and_never_reissues() {
     for mode in [DurabilityMode::Sync, DurabilityMode::Lease] {
@@ -115,6 +119,33 @@ fn storage_failure_answers_busy_and_never_reissues() {
         assert!(busy > 0, "{mode:?}: a failing disk must show as BUSY");
         // Other partitions keep working.
         assert!(next(&mut con, 5, 1, 1).is_ok());
+        // The admin API tells the truth about it.
+        let http = reqwest::blocking::Client::new();
+        let readyz = http.get(server.url("/readyz")).send().unwrap();
+        assert_eq!(readyz.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+        let why = readyz.text().unwrap();
+        assert!(why.contains("partition 0"), "{mode:?}: {why}");
+        assert!(!why.contains("partition 1"), "{mode:?}: {why}");
+        let status: serde_json::Value = serde_json::from_str(
+            &http
+                .get(server.url("/v1/status"))
+                .send()
+                .unwrap()
+                .text()
+                .unwrap(),
+        )
+        .unwrap();
+        let p0 = &status["partitions"][0];
+        assert_eq!(p0["ready"], false, "{mode:?}: {p0}");
+        assert!(p0["flush_errors"].as_u64().unwrap() > 0, "{mode:?}: {p0}");
+        assert!(p0["last_storage_error"].is_string(), "{mode:?}: {p0}");
+        assert_eq!(status["partitions"][1]["ready"], true, "{mode:?}");
+        let metrics = get_text(&http, &server.url("/metrics"));
+        assert!(
+            metrics.contains("seqd_partition_ready{partition=\"0\"} 0"),
+            "{mode:?}: {metrics}"
+        );
+        assert!(metrics.contains("seqd_partition_ready{partition=\"1\"} 1"));
         part.fail_forever(false, true);
         let mut after = Vec::new();
         common::eventually("serving again after the disk heals", || {
@@ -131,6 +162,11 @@ fn storage_failure_answers_busy_and_never_reissues() {
         }
         let max_before = backend.stored(0, 4, 1);
         assert!(max_before >= *acked.iter().max().unwrap());
+        common::eventually("ready again", || {
+            http.get(server.url("/readyz")).send().unwrap().status() == reqwest::StatusCode::OK
+        });
+        let metrics = get_text(&http, &server.url("/metrics"));
+        assert!(metrics.contains("seqd_storage_failing{partition=\"0\"} 0"));
     }
 }
 

@@ -62,7 +62,7 @@ const MUST: Duration = Duration::from_secs(10);
 const TOLERATE_START_TIMEOUT_RACE: bool = true;
 /// Call `Sequencer::actualize` only when no actualization can be running (a known sequencer
 /// bug, see fuzz/regressions/README.md). Set to false once it is fixed.
-const AVOID_ACTUALIZE_DURING_ACTUALIZATION: bool = true;
+const AVOID_ACTUALIZE_DURING_ACTUALIZATION: bool = false;
 
 fuzz_target!(|data: &[u8]| {
     let mut input = Bytes(data);

@@ -71,14 +71,18 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    let ready = shared.partitions.ready();
     let partitions = shared.partitions.len();
-    if ready == partitions {
+    let why = shared.partitions.not_ready();
+    if why.is_empty() {
         Json(json!({ "ready": true, "partitions": partitions })).into_response()
     } else {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("recovering: {ready} of {partitions} partitions ready"),
+            format!(
+                "{} of {partitions} partitions not ready: {}",
+                why.len(),
+                why.join("; ")
+            ),
         )
     }
 }

@@ -214,8 +214,13 @@ const GAUGES: &[(&str, &str, Field)] = &[
     ),
     (
         "seqd_partition_ready",
-        "1 when the partition is recovered and serving",
+        "1 when the partition is recovered and can acknowledge numbers",
         |s| u64::from(s.ready),
+    ),
+    (
+        "seqd_storage_failing",
+        "1 while the partition's writes to storage fail (retrying)",
+        |s| u64::from(s.storage_failing),
     ),
 ];
 

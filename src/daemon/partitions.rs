@@ -14,12 +14,15 @@ use super::store::Backend;
 use crate::error::{Error, Result};
 use crate::options::{Options, ProgressHook};
 use crate::sequencer::{DurabilityWatcher, Sequencer};
+use crate::stats::SequencerState;
 use crate::storage::SeqValue;
 use crate::types::{Number, PartitionId, SeqTypes};
 use crate::util::lock;
 
 /// Requests (batches) queued per partition before senders wait.
 const QUEUE: usize = 1024;
+/// Longest a reply waits for its numbers to become durable before it is answered `-BUSY`.
+pub(crate) const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct Handle {
     tx: mpsc::Sender<Msg>,
@@ -156,12 +159,20 @@ impl Partitions {
         }
     }
 
-    /// How many partitions are recovered and serving.
-    pub(crate) fn ready(&self) -> usize {
-        self.handles
-            .iter()
-            .filter(|h| h.ready.load(Ordering::Acquire))
-            .count()
+    /// Why each partition that cannot acknowledge numbers now cannot: still recovering
+    /// (start-up or an actualization after storage failed), or its writes failing. Empty
+    /// when every partition is ready.
+    pub(crate) fn not_ready(&self) -> Vec<String> {
+        let mut why = Vec::new();
+        for (p, h) in self.handles.iter().enumerate() {
+            let state = h.watcher.state();
+            if !h.ready.load(Ordering::Acquire) || state != SequencerState::Ready {
+                why.push(format!("partition {p}: recovering ({})", state.as_str()));
+            } else if h.watcher.storage_failing() {
+                why.push(format!("partition {p}: storage writes failing, retrying"));
+            }
+        }
+        why
     }
 
     /// Queues `batch` for partition `p`; the receiver gets it back answered. Gives the batch
@@ -185,24 +196,35 @@ impl Partitions {
     }
 
     /// Waits until every number in `batch` (answered by partition `p`) is durable or was
-    /// discarded (see [`Batch::settle`]).
+    /// discarded (see [`Batch::settle`]), at most [`DURABLE_WAIT`]: a reply still waiting
+    /// then becomes `-BUSY` — not acknowledged, so at worst its numbers are skipped later.
+    /// (While storage is down the actualizer cannot tell a discarded commit from one its
+    /// rebuild will keep, so without a bound such a reply would wait until storage returns.)
     pub(crate) async fn settle(&self, p: usize, batch: &mut Batch) {
         let Some(h) = self.handles.get(p) else {
             return;
         };
         let mut durable = h.durable.clone();
-        loop {
-            // Marks the current progress seen before looking, so none is missed.
-            durable.borrow_and_update();
-            if batch.settle(&h.watcher) {
-                return;
+        let waited = tokio::time::timeout(DURABLE_WAIT, async {
+            loop {
+                // Marks the current progress seen before looking, so none is missed.
+                durable.borrow_and_update();
+                if batch.settle(&h.watcher) {
+                    return;
+                }
+                if durable.changed().await.is_err() {
+                    // The sequencer is closed: what is not durable now never will be.
+                    batch.settle(&h.watcher);
+                    batch.abandon_unsettled("BUSY the server is shutting down");
+                    return;
+                }
             }
-            if durable.changed().await.is_err() {
-                // The sequencer is closed: what is not durable now never will be.
-                batch.settle(&h.watcher);
-                batch.abandon_unsettled("BUSY the server is shutting down");
-                return;
-            }
+        })
+        .await;
+        if waited.is_err() && !batch.settle(&h.watcher) {
+            batch.abandon_unsettled(
+                "BUSY storage did not persist these numbers in time; they were not issued, retry",
+            );
         }
     }
 

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::stats::Stats;
+use crate::stats::{SequencerState, Stats};
 use crate::types::PartitionId;
 
 /// Counters a partition worker keeps about the requests it answered.
@@ -66,8 +66,10 @@ pub struct PartitionStatus {
     pub cache_misses: u64,
     /// See `cache_hits`.
     pub cache_evictions: u64,
-    /// The most recent storage error, if any.
+    /// The most recent storage error, if any (it may have been retried successfully since).
     pub last_storage_error: Option<String>,
+    /// The last write to storage failed and has not succeeded since (retrying).
+    pub storage_failing: bool,
 }
 
 impl PartitionStatus {
@@ -79,6 +81,8 @@ impl PartitionStatus {
         leases: usize,
         lease_evictions: u64,
     ) -> Self {
+        // Ready means: able to acknowledge numbers now.
+        let ready = ready && s.state == SequencerState::Ready && !s.storage_failing;
         let us = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         PartitionStatus {
             partition: id.0,
@@ -106,6 +110,7 @@ impl PartitionStatus {
             cache_misses: s.cache_misses,
             cache_evictions: s.cache_evictions,
             last_storage_error: s.last_storage_error,
+            storage_failing: s.storage_failing,
         }
     }
 }

@@ -51,6 +51,18 @@ impl DurabilityWatcher {
         )
     }
 
+    /// The sequencer's state now (e.g. `Actualizing` while it rebuilds after a storage
+    /// failure), readable from any thread.
+    pub fn state(&self) -> crate::stats::SequencerState {
+        self.shared.status().public()
+    }
+
+    /// Whether the last write to storage (or recovery read) failed and has not succeeded
+    /// since.
+    pub fn storage_failing(&self) -> bool {
+        self.shared.storage_failing.load(Ordering::Acquire)
+    }
+
     /// Whether `committed` is durable now (`Ok(false)`: not yet), or was discarded.
     pub fn is_durable(&self, committed: Committed) -> Result<bool> {
         match self.verdict(committed) {

@@ -15,7 +15,7 @@ use crate::cache::WsCache;
 use crate::error::{BusyReason, Error, Result};
 use crate::flusher;
 use crate::options::Options;
-use crate::stats::{SequencerState, Stats};
+use crate::stats::Stats;
 use crate::storage::SeqStorage;
 use rustc_hash::FxHashMap;
 
@@ -364,12 +364,7 @@ impl Sequencer {
         let c = &self.shared.counters;
         let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let batches = get(&c.flush_batches);
-        let state = match self.shared.status() {
-            Status::Ready => SequencerState::Ready,
-            Status::Actualizing => SequencerState::Actualizing,
-            Status::Closing => SequencerState::Closing,
-            Status::Poisoned => SequencerState::Poisoned,
-        };
+        let state = self.shared.status().public();
         Stats {
             state,
             generation: self.shared.generation.load(Ordering::Acquire),
@@ -395,6 +390,7 @@ impl Sequencer {
             actualize_errors: get(&c.actualize_errors),
             replayed_events: get(&c.replayed_events),
             last_storage_error: self.shared.lock().last_error.clone(),
+            storage_failing: self.shared.storage_failing.load(Ordering::Acquire),
         }
     }
 

@@ -37,6 +37,17 @@ pub(crate) enum Status {
 }
 
 impl Status {
+    /// The state as the public API names it.
+    pub(crate) fn public(self) -> crate::stats::SequencerState {
+        use crate::stats::SequencerState;
+        match self {
+            Status::Ready => SequencerState::Ready,
+            Status::Actualizing => SequencerState::Actualizing,
+            Status::Closing => SequencerState::Closing,
+            Status::Poisoned => SequencerState::Poisoned,
+        }
+    }
+
     fn from_u8(v: u8) -> Status {
         match v {
             0 => Status::Ready,
@@ -61,6 +72,8 @@ pub(crate) struct Shared {
     pub(crate) unflushed: AtomicUsize,
     /// Mirror of `Inner::durable_next`.
     pub(crate) durable_next: AtomicU64,
+    /// The last write to storage (or replay read) failed; cleared by the next success.
+    pub(crate) storage_failing: AtomicBool,
     pub(crate) inner: Mutex<Inner>,
     /// The worker waits here for work.
     pub(crate) work: Condvar,
@@ -108,6 +121,7 @@ impl Shared {
             tx_open: AtomicBool::new(false),
             unflushed: AtomicUsize::new(0),
             durable_next: AtomicU64::new(PLogOffset::FIRST.0),
+            storage_failing: AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 pending: ValueMap::default(),
                 pending_next: None,

@@ -42,8 +42,13 @@ impl Daemon {
             .expect("spawn seqd");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
+        // SEQD_TEST_LOG=1 shows the daemon's log with the test's output.
+        let echo = std::env::var("SEQD_TEST_LOG").as_deref() == Ok("1");
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("seqd: {line}");
+                }
                 for (what, marker) in [
                     ("addr", "protocol listening on "),
                     ("admin", "http admin listening on "),
@@ -73,9 +78,12 @@ impl Daemon {
         }
     }
 
+    /// A connection whose reads give up after 60 s, so a hung server fails the test.
     pub fn redis(&self) -> redis::Connection {
         let client = redis::Client::open(format!("redis://{}/", self.addr)).unwrap();
-        client.get_connection().unwrap()
+        let con = client.get_connection().unwrap();
+        con.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        con
     }
 
     /// Waits until `/readyz` says every partition recovered; the time since the spawn.

@@ -4,7 +4,7 @@
 
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions};
 
-use super::{CF_CURSORS, RocksDbStorage, map_error};
+use super::{CF_CURSORS, RocksDbStorage, cf, map_error};
 use crate::storage::codec;
 use crate::storage::{SeqValue, StorageError};
 use crate::types::Number;
@@ -13,33 +13,37 @@ impl RocksDbStorage {
     /// Records, in one fsynced batch, that numbers from `number` on were never handed out by
     /// each `(ws, seq)`. [`take_cursors`](Self::take_cursors) reads them back once.
     pub fn save_cursors(&self, cursors: &[SeqValue]) -> Result<(), StorageError> {
-        let cf = self.cf(CF_CURSORS)?;
+        let db = self.db()?;
+        let cursors_cf = cf(&db, CF_CURSORS)?;
         let mut batch = WriteBatch::default();
         for c in cursors {
             batch.put_cf(
-                cf,
+                cursors_cf,
                 codec::number_key(c.ws, c.seq),
                 codec::u64_value(c.number.0),
             );
         }
-        self.db.write_opt(batch, &synced()).map_err(map_error)
+        let result = db.write_opt(batch, &synced());
+        self.check_write(db, result)
     }
 
     /// Reads every saved cursor and deletes them all, durably, before returning: a cursor is
     /// valid for one start only (after it, numbers above it may be handed out).
     pub fn take_cursors(&self) -> Result<Vec<SeqValue>, StorageError> {
-        let cf = self.cf(CF_CURSORS)?;
+        let db = self.db()?;
+        let cursors_cf = cf(&db, CF_CURSORS)?;
         let mut out = Vec::new();
         let mut batch = WriteBatch::default();
-        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+        for item in db.iterator_cf(cursors_cf, IteratorMode::Start) {
             let (k, v) = item.map_err(map_error)?;
             let (ws, seq) = codec::decode_number_key(&k)?;
             let number = Number(codec::decode_u64("cursor", &v)?);
             out.push(SeqValue { ws, seq, number });
-            batch.delete_cf(cf, k);
+            batch.delete_cf(cursors_cf, k);
         }
         if !out.is_empty() {
-            self.db.write_opt(batch, &synced()).map_err(map_error)?;
+            let result = db.write_opt(batch, &synced());
+            self.check_write(db, result)?;
         }
         Ok(out)
     }

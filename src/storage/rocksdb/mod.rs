@@ -5,12 +5,15 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use handle::DbSlot;
+
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, ErrorKind,
     SliceTransform, WriteOptions,
 };
 
 mod cursors;
+mod handle;
 mod partition;
 
 use super::StorageError;
@@ -84,9 +87,13 @@ impl RocksDbOptions {
 /// that another process holds fails with an "already in use" error.
 #[derive(Clone)]
 pub struct RocksDbStorage {
-    db: Arc<DB>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    slot: DbSlot,
     path: PathBuf,
-    durability: Durability,
+    options: RocksDbOptions,
 }
 
 /// One partition of a [`RocksDbStorage`]: its checkpoint and its PLog. Numbers are keyed by
@@ -113,61 +120,13 @@ impl RocksDbStorage {
     ) -> Result<Self, StorageError> {
         options.validate()?;
         let path = path.as_ref().to_path_buf();
-        let mut db_opts = rocksdb::Options::default();
-        db_opts.create_if_missing(true);
-        db_opts.create_missing_column_families(true);
-        db_opts.set_max_total_wal_size(options.max_total_wal_bytes);
-        db_opts.set_keep_log_file_num(4);
-        db_opts.set_max_background_jobs(2);
-        db_opts.set_bytes_per_sync(1 << 20);
-
-        let existing = rocksdb::DB::list_cf(&rocksdb::Options::default(), &path).ok();
-        if let Some(cfs) = &existing
-            && !cfs.iter().any(|c| c == CF_NUMBERS)
-        {
-            return Err(StorageError::permanent(format!(
-                "{} holds a RocksDB database that is not a seqd data directory \
-                 (no '{CF_NUMBERS}' column family); point --data-dir elsewhere",
-                path.display()
-            )));
-        }
-
-        let cache = Cache::new_lru_cache(options.block_cache_bytes);
-        let cf = |name: &str, prefix: Option<usize>| {
-            let mut table = BlockBasedOptions::default();
-            table.set_block_cache(&cache);
-            table.set_bloom_filter(10.0, false);
-            table.set_whole_key_filtering(true);
-            // Index and filter blocks stay with their table readers, in memory, not in the
-            // block cache: when the cache held them, every cache miss of the writer re-read and
-            // re-checksummed whole filter blocks of the L0 files (W4: 3,355 keys/s at 1M keys).
-            table.set_cache_index_and_filter_blocks(false);
-            let mut o = rocksdb::Options::default();
-            o.set_block_based_table_factory(&table);
-            o.set_write_buffer_size(options.write_buffer_bytes);
-            o.set_compression_type(if options.compression {
-                DBCompressionType::Lz4
-            } else {
-                DBCompressionType::None
-            });
-            if let Some(len) = prefix {
-                o.set_prefix_extractor(SliceTransform::create_fixed_prefix(len));
-                o.set_memtable_prefix_bloom_ratio(0.1);
-            }
-            ColumnFamilyDescriptor::new(name, o)
-        };
-        let cfs = vec![
-            cf(CF_NUMBERS, Some(8)),
-            cf(CF_CHECKPOINT, None),
-            cf(CF_PLOG, Some(2)),
-            cf(CF_CURSORS, None),
-        ];
-        let db = DB::open_cf_descriptors(&db_opts, &path, cfs).map_err(|e| open_error(&path, e))?;
-        check_format(&db, &path, existing.is_some())?;
+        let db = open_db(&path, &options)?;
         Ok(Self {
-            db: Arc::new(db),
-            path,
-            durability: options.durability,
+            inner: Arc::new(Inner {
+                slot: DbSlot::new(db),
+                path,
+                options,
+            }),
         })
     }
 
@@ -181,26 +140,111 @@ impl RocksDbStorage {
 
     /// The data directory.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
     /// Fsyncs the write-ahead log: with [`Durability::NoSync`], everything written before this
     /// call survives power loss after it returns.
     pub fn sync(&self) -> Result<(), StorageError> {
-        self.db.flush_wal(true).map_err(map_error)
+        let db = self.db()?;
+        let result = db.flush_wal(true);
+        self.check_write(db, result)
+    }
+
+    /// The open database, or a retryable error while it is being reopened after an I/O
+    /// error (see [`handle`]).
+    fn db(&self) -> Result<Arc<DB>, StorageError> {
+        self.inner
+            .slot
+            .get(|| open_db(&self.inner.path, &self.inner.options))
+    }
+
+    /// Maps a write's result; after an I/O error (a full disk, say) RocksDB refuses every
+    /// further write until the database is reopened, so the handle is reopened (in the
+    /// background of the next call) and the error stays retryable.
+    fn check_write(
+        &self,
+        db: Arc<DB>,
+        result: Result<(), rocksdb::Error>,
+    ) -> Result<(), StorageError> {
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if e.kind() == ErrorKind::IOError {
+                    self.inner.slot.close(db);
+                }
+                Err(map_error(e))
+            }
+        }
     }
 
     fn write_options(&self) -> WriteOptions {
         let mut w = WriteOptions::default();
-        w.set_sync(self.durability == Durability::Sync);
+        w.set_sync(self.inner.options.durability == Durability::Sync);
         w
     }
+}
 
-    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StorageError> {
-        self.db
-            .cf_handle(name)
-            .ok_or_else(|| StorageError::permanent(format!("column family '{name}' is missing")))
+/// Column family `name` of `db`.
+fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StorageError> {
+    db.cf_handle(name)
+        .ok_or_else(|| StorageError::permanent(format!("column family '{name}' is missing")))
+}
+
+/// Opens the database in `path` (creating it if needed) and checks its format.
+fn open_db(path: &Path, options: &RocksDbOptions) -> Result<DB, StorageError> {
+    let mut db_opts = rocksdb::Options::default();
+    db_opts.create_if_missing(true);
+    db_opts.create_missing_column_families(true);
+    db_opts.set_max_total_wal_size(options.max_total_wal_bytes);
+    db_opts.set_keep_log_file_num(4);
+    db_opts.set_max_background_jobs(2);
+    db_opts.set_bytes_per_sync(1 << 20);
+
+    let existing = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).ok();
+    if let Some(cfs) = &existing
+        && !cfs.iter().any(|c| c == CF_NUMBERS)
+    {
+        return Err(StorageError::permanent(format!(
+            "{} holds a RocksDB database that is not a seqd data directory \
+             (no '{CF_NUMBERS}' column family); point --data-dir elsewhere",
+            path.display()
+        )));
     }
+
+    let cache = Cache::new_lru_cache(options.block_cache_bytes);
+    let cf = |name: &str, prefix: Option<usize>| {
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_bloom_filter(10.0, false);
+        table.set_whole_key_filtering(true);
+        // Index and filter blocks stay with their table readers, in memory, not in the
+        // block cache: when the cache held them, every cache miss of the writer re-read and
+        // re-checksummed whole filter blocks of the L0 files (W4: 3,355 keys/s at 1M keys).
+        table.set_cache_index_and_filter_blocks(false);
+        let mut o = rocksdb::Options::default();
+        o.set_block_based_table_factory(&table);
+        o.set_write_buffer_size(options.write_buffer_bytes);
+        o.set_compression_type(if options.compression {
+            DBCompressionType::Lz4
+        } else {
+            DBCompressionType::None
+        });
+        if let Some(len) = prefix {
+            o.set_prefix_extractor(SliceTransform::create_fixed_prefix(len));
+            o.set_memtable_prefix_bloom_ratio(0.1);
+        }
+        ColumnFamilyDescriptor::new(name, o)
+    };
+    let cfs = vec![
+        cf(CF_NUMBERS, Some(8)),
+        cf(CF_CHECKPOINT, None),
+        cf(CF_PLOG, Some(2)),
+        cf(CF_CURSORS, None),
+    ];
+    let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| open_error(path, e))?;
+    check_format(&db, path, existing.is_some())?;
+    Ok(db)
 }
 
 /// Writes the format version into a new database; refuses one written by another version.
@@ -271,8 +315,8 @@ fn map_error(e: rocksdb::Error) -> StorageError {
 impl fmt::Debug for RocksDbStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RocksDbStorage")
-            .field("path", &self.path)
-            .field("durability", &self.durability)
+            .field("path", &self.inner.path)
+            .field("durability", &self.inner.options.durability)
             .finish_non_exhaustive()
     }
 }
@@ -307,7 +351,7 @@ mod tests {
         drop(RocksDbStorage::open(dir.path()).unwrap());
         {
             let s = RocksDbStorage::open(dir.path()).unwrap();
-            s.db.put(FORMAT_KEY, 2u32.to_be_bytes()).unwrap();
+            s.db().unwrap().put(FORMAT_KEY, 2u32.to_be_bytes()).unwrap();
         }
         let err = RocksDbStorage::open(dir.path()).unwrap_err();
         assert!(err.message().contains("format 2"), "{err}");
@@ -328,17 +372,24 @@ mod tests {
         let dir = tmp();
         let s = RocksDbStorage::open(dir.path()).unwrap();
         let p = s.partition(PartitionId(0));
-        let cf = s.cf(CF_NUMBERS).unwrap();
-        s.db.put_cf(cf, codec::number_key(WsId(1), SeqId(1)), [1, 2, 3])
-            .unwrap();
+        let db = s.db().unwrap();
+        db.put_cf(
+            cf(&db, CF_NUMBERS).unwrap(),
+            codec::number_key(WsId(1), SeqId(1)),
+            [1, 2, 3],
+        )
+        .unwrap();
         let err = p.read_numbers(WsId(1), &[SeqId(1)]).unwrap_err();
         assert!(
             !err.is_retryable() && err.message().contains("corrupt"),
             "{err}"
         );
-        let cf = s.cf(CF_PLOG).unwrap();
-        s.db.put_cf(cf, codec::plog_key(PartitionId(0), PLogOffset(1)), [9])
-            .unwrap();
+        db.put_cf(
+            cf(&db, CF_PLOG).unwrap(),
+            codec::plog_key(PartitionId(0), PLogOffset(1)),
+            [9],
+        )
+        .unwrap();
         let err = p.replay(PLogOffset(1), &mut |_, _| Ok(())).unwrap_err();
         assert!(err.message().contains("version 9"), "{err}");
     }

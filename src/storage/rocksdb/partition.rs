@@ -4,7 +4,7 @@ use std::fmt;
 
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 
-use super::{CF_CHECKPOINT, CF_NUMBERS, CF_PLOG, RocksDbPartition, RocksDbStorage, map_error};
+use super::{CF_CHECKPOINT, CF_NUMBERS, CF_PLOG, RocksDbPartition, RocksDbStorage, cf, map_error};
 use crate::storage::codec;
 use crate::storage::{ReplayFn, SeqStorage, SeqValue, StorageError};
 use crate::types::{Number, PLogOffset, PartitionId, SeqId, WsId};
@@ -26,35 +26,29 @@ impl RocksDbPartition {
         if offset.0 == 0 {
             return Err(StorageError::permanent("PLog offsets start at 1"));
         }
-        let cf = self.storage.cf(CF_PLOG)?;
+        let db = self.storage.db()?;
+        let plog = cf(&db, CF_PLOG)?;
         let key = codec::plog_key(self.partition, offset);
-        if self
-            .storage
-            .db
-            .get_pinned_cf(cf, key)
-            .map_err(map_error)?
-            .is_some()
-        {
+        if db.get_pinned_cf(plog, key).map_err(map_error)?.is_some() {
             return Err(StorageError::permanent(format!(
                 "PLog of partition {} already has an event at offset {offset}",
                 self.partition
             )));
         }
         let bytes = codec::encode_event(values)?;
-        self.storage
-            .db
-            .put_cf_opt(cf, key, bytes, &self.storage.write_options())
-            .map_err(map_error)
+        let result = db.put_cf_opt(plog, key, bytes, &self.storage.write_options());
+        self.storage.check_write(db, result)
     }
 
     /// The offset of this partition's last PLog event, if any.
     pub fn last_plog_offset(&self) -> Result<Option<PLogOffset>, StorageError> {
-        let cf = self.storage.cf(CF_PLOG)?;
+        let db = self.storage.db()?;
+        let plog = cf(&db, CF_PLOG)?;
         let mut ro = ReadOptions::default();
         ro.set_iterate_lower_bound(codec::plog_key(self.partition, PLogOffset(0)).to_vec());
         ro.set_iterate_upper_bound(self.upper_bound());
         ro.set_total_order_seek(true);
-        let mut it = self.storage.db.iterator_cf_opt(cf, ro, IteratorMode::End);
+        let mut it = db.iterator_cf_opt(plog, ro, IteratorMode::End);
         match it.next() {
             Some(Ok((k, _))) => Ok(Some(codec::decode_plog_key(&k)?.1)),
             Some(Err(e)) => Err(map_error(e)),
@@ -73,10 +67,11 @@ impl RocksDbPartition {
 
 impl SeqStorage for RocksDbPartition {
     fn read_numbers(&self, ws: WsId, seqs: &[SeqId]) -> Result<Vec<Number>, StorageError> {
-        let cf = self.storage.cf(CF_NUMBERS)?;
+        let db = self.storage.db()?;
+        let numbers = cf(&db, CF_NUMBERS)?;
         let keys: Vec<[u8; 10]> = seqs.iter().map(|s| codec::number_key(ws, *s)).collect();
         let sorted = keys.windows(2).all(|w| w[0] <= w[1]);
-        let results = self.storage.db.batched_multi_get_cf(cf, &keys, sorted);
+        let results = db.batched_multi_get_cf(numbers, &keys, sorted);
         results
             .into_iter()
             .map(|r| match r.map_err(map_error)? {
@@ -91,8 +86,9 @@ impl SeqStorage for RocksDbPartition {
         values: &[SeqValue],
         next_offset: PLogOffset,
     ) -> Result<(), StorageError> {
-        let numbers = self.storage.cf(CF_NUMBERS)?;
-        let checkpoint = self.storage.cf(CF_CHECKPOINT)?;
+        let db = self.storage.db()?;
+        let numbers = cf(&db, CF_NUMBERS)?;
+        let checkpoint = cf(&db, CF_CHECKPOINT)?;
         let mut batch = WriteBatch::default();
         for v in values {
             batch.put_cf(
@@ -106,19 +102,14 @@ impl SeqStorage for RocksDbPartition {
             codec::checkpoint_key(self.partition),
             codec::u64_value(next_offset.0),
         );
-        self.storage
-            .db
-            .write_opt(batch, &self.storage.write_options())
-            .map_err(map_error)
+        let result = db.write_opt(batch, &self.storage.write_options());
+        self.storage.check_write(db, result)
     }
 
     fn read_next_offset(&self) -> Result<PLogOffset, StorageError> {
-        let cf = self.storage.cf(CF_CHECKPOINT)?;
-        match self
-            .storage
-            .db
-            .get_pinned_cf(cf, codec::checkpoint_key(self.partition))
-        {
+        let db = self.storage.db()?;
+        let checkpoint = cf(&db, CF_CHECKPOINT)?;
+        match db.get_pinned_cf(checkpoint, codec::checkpoint_key(self.partition)) {
             Ok(Some(v)) => Ok(PLogOffset(codec::decode_u64("checkpoint", &v)?)),
             Ok(None) => Ok(PLogOffset::FIRST),
             Err(e) => Err(map_error(e)),
@@ -126,15 +117,13 @@ impl SeqStorage for RocksDbPartition {
     }
 
     fn replay(&self, from: PLogOffset, apply: &mut ReplayFn<'_>) -> Result<(), StorageError> {
-        let cf = self.storage.cf(CF_PLOG)?;
+        let db = self.storage.db()?;
+        let plog = cf(&db, CF_PLOG)?;
         let start = codec::plog_key(self.partition, from);
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(self.upper_bound());
         ro.fill_cache(false);
-        let it =
-            self.storage
-                .db
-                .iterator_cf_opt(cf, ro, IteratorMode::From(&start, Direction::Forward));
+        let it = db.iterator_cf_opt(plog, ro, IteratorMode::From(&start, Direction::Forward));
         let mut values = Vec::new();
         for item in it {
             let (k, v) = item.map_err(map_error)?;
@@ -152,7 +141,7 @@ impl SeqStorage for RocksDbPartition {
 impl fmt::Debug for RocksDbPartition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RocksDbPartition")
-            .field("path", &self.storage.path)
+            .field("path", &self.storage.path())
             .field("partition", &self.partition)
             .finish()
     }

@@ -1,5 +1,6 @@
-//! Sequencer bugs the `sequencer` fuzz target found, as plain tests (see README.md here).
-//! They FAIL until the bugs are fixed: `cd fuzz && cargo test --test known_issues`.
+//! A sequencer bug the `sequencer` fuzz target found (fuzz/regressions/README.md, issue 1),
+//! kept as a named regression test. Fixed in `actualizer::run`: a run marks the sequencer
+//! `Actualizing` itself and sets `Ready` only when no other actualization was asked for.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,9 @@ const KIND: WsKind = WsKind(1);
 /// the offset of a PLog event and a number below a logged one are handed out (I5, I2).
 ///
 /// Timing: every storage read takes `L`, so each actualization takes 2L (read the checkpoint,
-/// replay); the second runs from 2L to 4L and reads the PLog at 4L.
+/// replay). The test waits until the first has started before asking for the second (asked
+/// earlier, the two merge into one), and lands the event as soon as the second has started,
+/// before its replay reads the PLog.
 #[test]
 fn actualize_during_actualization_leaves_the_sequencer_ready_too_early() {
     const L: Duration = Duration::from_millis(200);
@@ -30,12 +33,24 @@ fn actualize_during_actualization_leaves_the_sequencer_ready_too_early() {
     };
     let mut seq = Sequencer::open(Arc::clone(&faulty), options).unwrap();
     seq.wait_ready(Duration::from_secs(5)).unwrap();
+    let runs = seq.stats().actualizations;
+    let wait_for_run = |seq: &Sequencer, n: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while seq.stats().actualizations < runs + n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "actualization {n} never started"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
 
     faulty.limit_to(FaultOps::READS);
     faulty.set_latency(L);
-    seq.actualize(); // runs from 0 to 2L
-    seq.actualize(); // requested while the first runs: runs from 2L to 4L
-    std::thread::sleep(L * 5 / 2);
+    seq.actualize();
+    wait_for_run(&seq, 1);
+    seq.actualize(); // requested while the first runs
+    wait_for_run(&seq, 2);
     // The first actualization is over; the second has not read the PLog yet. An event lands.
     mem.append(
         PLogOffset(1),
