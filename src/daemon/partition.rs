@@ -124,7 +124,7 @@ pub(crate) enum Msg {
     Actualize(oneshot::Sender<()>),
     /// Lease mode: a connection used half of this sequence's window; reserve the next one.
     Prefetch(Key),
-    /// Finish: wait for parked replies, close the sequencer, return unused lease cursors.
+    /// Finish: wait for the last commit, close the sequencer, return unused lease cursors.
     Stop(oneshot::Sender<StopReport>),
 }
 
@@ -135,9 +135,8 @@ pub(crate) struct StopReport {
     pub(crate) close_error: Option<String>,
 }
 
-enum Parked {
-    Flush(Committed, oneshot::Sender<Result<PLogOffset, String>>),
-}
+/// A `Flush` waiting for the commit it names to become durable.
+type ParkedFlush = (Committed, oneshot::Sender<Result<PLogOffset, String>>);
 
 pub(crate) struct Worker {
     pub(crate) id: PartitionId,
@@ -151,7 +150,7 @@ pub(crate) struct Worker {
     /// Lease cursors saved at the last graceful shutdown, restored once recovery is done.
     pub(crate) restore: Option<Vec<SeqValue>>,
     pub(crate) leases: LeaseTable,
-    parked: Vec<Parked>,
+    parked: Vec<ParkedFlush>,
     /// The last commit of this worker: what `Flush` waits for.
     last_commit: Option<Committed>,
     generation: u64,
@@ -191,7 +190,9 @@ impl Worker {
             match msg {
                 Msg::Batch(mut batch, done) => {
                     self.answer(&mut batch);
-                    self.park_or_send(batch, done);
+                    // Back at once: the connection waits for the durability of the numbers
+                    // it holds (`Batch::settle`), so the worker goes on with the next batch.
+                    let _ = done.send(batch);
                 }
                 Msg::Wake => {}
                 Msg::Status(tx) => {
@@ -199,7 +200,7 @@ impl Worker {
                 }
                 Msg::Flush(tx) => match self.last_commit {
                     Some(c) => {
-                        self.parked.push(Parked::Flush(c, tx));
+                        self.parked.push((c, tx));
                         self.release();
                     }
                     None => {
@@ -361,12 +362,6 @@ impl Worker {
         }
     }
 
-    /// Sends the batch back at once: the connection waits for the durability of the
-    /// numbers it holds ([`Batch::settle`]), so the worker goes on with the next batch.
-    fn park_or_send(&mut self, batch: Batch, done: oneshot::Sender<Batch>) {
-        let _ = done.send(batch);
-    }
-
     /// Answers every parked `Flush` whose commit is now durable (or was discarded).
     fn release(&mut self) {
         if self.parked.is_empty() {
@@ -375,8 +370,7 @@ impl Worker {
         let watcher = self.seq.watcher();
         let mut i = 0;
         while i < self.parked.len() {
-            let Parked::Flush(c, _) = &self.parked[i];
-            let answer = match watcher.is_durable(*c) {
+            let answer = match watcher.is_durable(self.parked[i].0) {
                 Ok(true) => Ok(self.seq.flushed_offset()),
                 Ok(false) => {
                     i += 1;
@@ -384,7 +378,7 @@ impl Worker {
                 }
                 Err(_) => Err(discarded()),
             };
-            let Parked::Flush(_, tx) = self.parked.swap_remove(i);
+            let (_, tx) = self.parked.swap_remove(i);
             let _ = tx.send(answer);
         }
     }
@@ -406,13 +400,13 @@ impl Worker {
         )
     }
 
-    /// Waits (bounded) for parked replies, closes the sequencer, collects the cursors.
+    /// Waits (bounded) for the last commit, closes the sequencer, collects the cursors.
     fn stop(mut self) -> StopReport {
         if let Some(c) = self.last_commit {
             let _ = self.seq.wait_durable(c, Duration::from_secs(5));
         }
         self.on_progress();
-        for Parked::Flush(_, tx) in self.parked.drain(..) {
+        for (_, tx) in self.parked.drain(..) {
             let _ = tx.send(Err("the server is shutting down".into()));
         }
         let mut leases = lock(&self.leases);

@@ -9,12 +9,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::config::Config;
 use super::lease::{Key, LeaseTable, Leases};
 use super::partition::{Batch, KIND, Msg, Reply, Req, Worker};
-use super::status::PartitionStatus;
+use super::status::{PartitionStatus, not_ready_because};
 use super::store::Backend;
 use crate::error::{Error, Result};
 use crate::options::{Options, ProgressHook};
 use crate::sequencer::{DurabilityWatcher, Sequencer};
-use crate::stats::SequencerState;
 use crate::storage::SeqValue;
 use crate::types::{Number, PartitionId, SeqTypes};
 use crate::util::lock;
@@ -163,16 +162,15 @@ impl Partitions {
     /// (start-up or an actualization after storage failed), or its writes failing. Empty
     /// when every partition is ready.
     pub(crate) fn not_ready(&self) -> Vec<String> {
-        let mut why = Vec::new();
-        for (p, h) in self.handles.iter().enumerate() {
-            let state = h.watcher.state();
-            if !h.ready.load(Ordering::Acquire) || state != SequencerState::Ready {
-                why.push(format!("partition {p}: recovering ({})", state.as_str()));
-            } else if h.watcher.storage_failing() {
-                why.push(format!("partition {p}: storage writes failing, retrying"));
-            }
-        }
-        why
+        let restored = |h: &Handle| h.ready.load(Ordering::Acquire);
+        self.handles
+            .iter()
+            .enumerate()
+            .filter_map(|(p, h)| {
+                not_ready_because(restored(h), h.watcher.state(), h.watcher.storage_failing())
+                    .map(|why| format!("partition {p}: {why}"))
+            })
+            .collect()
     }
 
     /// Queues `batch` for partition `p`; the receiver gets it back answered. Gives the batch

@@ -72,6 +72,23 @@ pub struct PartitionStatus {
     pub storage_failing: bool,
 }
 
+/// Why a partition cannot acknowledge numbers now (`None`: it can): it has not restored its
+/// cursors (`restored`), it is recovering, or its writes to storage fail. The one rule behind
+/// `/readyz`, `/v1/status` `ready` and `seqd_partition_ready`.
+pub(crate) fn not_ready_because(
+    restored: bool,
+    state: SequencerState,
+    storage_failing: bool,
+) -> Option<String> {
+    if !restored || state != SequencerState::Ready {
+        Some(format!("recovering ({})", state.as_str()))
+    } else if storage_failing {
+        Some("storage writes failing, retrying".into())
+    } else {
+        None
+    }
+}
+
 impl PartitionStatus {
     pub(crate) fn new(
         id: PartitionId,
@@ -81,8 +98,7 @@ impl PartitionStatus {
         leases: usize,
         lease_evictions: u64,
     ) -> Self {
-        // Ready means: able to acknowledge numbers now.
-        let ready = ready && s.state == SequencerState::Ready && !s.storage_failing;
+        let ready = not_ready_because(ready, s.state, s.storage_failing).is_none();
         let us = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         PartitionStatus {
             partition: id.0,

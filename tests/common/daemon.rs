@@ -39,12 +39,7 @@ impl TestServer {
 
     /// Waits until `/readyz` answers 200.
     pub fn wait_ready(&self) {
-        let http = reqwest::blocking::Client::new();
-        super::eventually("the server is ready", || {
-            http.get(self.url("/readyz"))
-                .send()
-                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
-        });
+        wait_readyz(&self.admin.to_string());
     }
 
     /// Starts a server without waiting for recovery (for readiness tests).
@@ -129,6 +124,17 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.stop_inner();
     }
+}
+
+/// Waits until `GET http://{admin}/readyz` answers 200 (every partition recovered).
+pub fn wait_readyz(admin: &str) {
+    let http = reqwest::blocking::Client::new();
+    let url = format!("http://{admin}/readyz");
+    super::eventually("the server is ready", || {
+        http.get(&url)
+            .send()
+            .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
+    });
 }
 
 /// `NEXT ws seq count`.

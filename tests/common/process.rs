@@ -88,13 +88,7 @@ impl Daemon {
 
     /// Waits until `/readyz` says every partition recovered; the time since the spawn.
     pub fn wait_ready(&self) -> Duration {
-        let http = reqwest::blocking::Client::new();
-        let url = format!("http://{}/readyz", self.admin);
-        super::eventually("seqd ready", || {
-            http.get(&url)
-                .send()
-                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
-        });
+        super::daemon::wait_readyz(&self.admin);
         self.started.elapsed()
     }
 

@@ -171,6 +171,20 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// The plan for `seqd bench ARGV...`, for unit tests.
+#[cfg(test)]
+pub fn test_plan(argv: &[&str]) -> Plan {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+    let cli = Cli::try_parse_from(std::iter::once("bench").chain(argv.iter().copied()))
+        .expect("arguments");
+    Plan::new(cli.args).expect("plan")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

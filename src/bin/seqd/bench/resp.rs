@@ -199,19 +199,10 @@ pub fn error_kind(line: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::args::BenchArgs;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: BenchArgs,
-    }
+    use crate::bench::args::test_plan;
 
     fn requests(argv: &[&str]) -> Arc<Requests> {
-        let cli = Cli::try_parse_from(std::iter::once("bench").chain(argv.iter().copied()))
-            .expect("arguments");
-        Requests::new(&Plan::new(cli.args).expect("plan"))
+        Requests::new(&test_plan(argv))
     }
 
     fn encoded(r: &Requests, key: u64) -> String {

@@ -170,19 +170,10 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::args::{BenchArgs, Plan};
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: BenchArgs,
-    }
+    use crate::bench::args::test_plan;
 
     fn chooser(seqs: &str) -> KeyChooser {
-        let cli = Cli::try_parse_from(["bench", "--workspaces", "10", "--seqs", seqs])
-            .expect("arguments");
-        KeyChooser::new(&Plan::new(cli.args).expect("plan"))
+        KeyChooser::new(&test_plan(&["--workspaces", "10", "--seqs", seqs]))
     }
 
     fn rec(key: u64, first: u64) -> Record {
