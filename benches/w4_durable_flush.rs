@@ -6,6 +6,11 @@
 //! batch-size-1 run uses 1/100 of it, since it is fsync-bound). Each batch size runs twice:
 //! one key per transaction (one sequence of a new workspace), and two (the W1 transaction
 //! shape, `next(5)` and `next(4)`: both sequences of a new workspace, one storage read).
+//!
+//! New workspaces normally arrive in increasing ID order, and the storage answers reads above
+//! the highest workspace it ever wrote without touching RocksDB (`storage/rocksdb/fresh.rs`).
+//! The batch-10,000 runs are repeated with workspaces in *decreasing* order, where every
+//! read of a new workspace goes to RocksDB, to show what that shortcut is worth.
 
 mod common;
 
@@ -21,10 +26,12 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = RocksDbStorage::open(dir.path()).expect("open");
+    let db = RocksDbStorage::open(dir.path().join("w4")).expect("open");
 
-    // Device baseline: one small fsynced write at a time.
-    let p = db.partition(PartitionId(9));
+    // Device baseline: one small fsynced write at a time, in its own database on the same
+    // disk (its high workspace IDs would otherwise switch the shortcut above off).
+    let baseline = RocksDbStorage::open(dir.path().join("baseline")).expect("open");
+    let p = baseline.partition(PartitionId(9));
     let n = 2000u64;
     let t0 = Instant::now();
     for i in 0..n {
@@ -42,10 +49,21 @@ fn main() {
         1.0 / fsync.as_secs_f64()
     );
 
-    let shapes = [1u64, 2]
+    drop(p);
+    drop(baseline);
+
+    let ascending = [1u64, 2]
         .into_iter()
-        .flat_map(|k| [1u64, 100, 10_000].map(|b| (b, k)));
-    for (i, (batch, keys_per_tx)) in shapes.enumerate() {
+        .flat_map(|k| [1u64, 100, 10_000].map(|b| (b, k, true)));
+    let descending = [(10_000, 1, false), (10_000, 2, false)];
+    // `SEQD_W4_ONLY=10000` runs only that batch size (for profiling).
+    let only: Option<u64> = std::env::var("SEQD_W4_ONLY")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    for (i, (batch, keys_per_tx, up)) in ascending.chain(descending).enumerate() {
+        if only.is_some_and(|b| b != batch) {
+            continue;
+        }
         let total = if batch == 1 { keys / 100 } else { keys };
         let p = db.partition(PartitionId(i as u16));
         let options = Options {
@@ -56,7 +74,15 @@ fn main() {
         };
         let mut seq = Sequencer::open(p, options).expect("sequencer");
         seq.wait_ready(Duration::from_secs(10)).expect("ready");
-        let base = (i as u64) << 40;
+        // Each run has its own workspaces: ascending runs count up from `i << 40`, above
+        // every earlier run; descending runs count down from `i << 36`, below all of them.
+        let id = |n: u64| {
+            if up {
+                ((i as u64) << 40) + n
+            } else {
+                ((i as u64) << 36) - n - 1
+            }
+        };
         let t0 = Instant::now();
         let mut persisted = 0u64;
         let mut ws = 0u64;
@@ -65,7 +91,7 @@ fn main() {
             let mut in_batch = 0;
             while in_batch < batch {
                 let mut tx = seq
-                    .start_timeout(common::KIND, WsId(base + ws), Duration::from_secs(60))
+                    .start_timeout(common::KIND, WsId(id(ws)), Duration::from_secs(60))
                     .expect("start");
                 tx.next(SeqId(5)).expect("next");
                 if keys_per_tx == 2 {
@@ -83,8 +109,9 @@ fn main() {
         }
         let took = t0.elapsed();
         let st = seq.stats();
+        let order = if up { "ascending " } else { "descending" };
         println!(
-            "w4: batch {batch:>6}, {keys_per_tx} key(s)/tx: {persisted:>8} distinct keys in {took:>10.3?} = \
+            "w4: batch {batch:>6}, {keys_per_tx} key(s)/tx, {order}: {persisted:>8} distinct keys in {took:>10.3?} = \
              {:>10.0} keys/s persisted ({} writes, mean write {:?}, largest batch {})",
             persisted as f64 / took.as_secs_f64(),
             st.flush_batches,

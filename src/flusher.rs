@@ -122,6 +122,10 @@ fn flush(
         seq,
         number: Number(n),
     }));
+    // In key order: an ordered store (RocksDB's skiplist memtable) then inserts each key next
+    // to the previous one instead of searching from the top; with batches of thousands of
+    // keys this cut RocksDB's write time per key about threefold (W4, BENCHMARKS.md).
+    values.sort_unstable_by_key(|v| (v.ws, v.seq));
     let counters = &shared.counters;
     backoff.reset();
     loop {

@@ -54,7 +54,8 @@ pub trait SeqStorage: Send + Sync + 'static {
 
     /// Writes `values` and `next_offset` ATOMICALLY: after a crash either all of them are
     /// visible or none is. Never the offset alone. `values` may be empty (the batch then only
-    /// advances the offset); keys are distinct within one call.
+    /// advances the offset); keys are distinct within one call and, from the
+    /// flusher, sorted by (workspace, sequence).
     fn write_values_and_offset(
         &self,
         values: &[SeqValue],

@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use fresh::FreshFloor;
 use handle::DbSlot;
 
 use rocksdb::{
@@ -13,6 +14,7 @@ use rocksdb::{
 };
 
 mod cursors;
+mod fresh;
 mod handle;
 mod partition;
 
@@ -92,6 +94,8 @@ pub struct RocksDbStorage {
 
 struct Inner {
     slot: DbSlot,
+    /// Workspaces at or above it were never written: their reads skip RocksDB.
+    fresh: FreshFloor,
     path: PathBuf,
     options: RocksDbOptions,
 }
@@ -121,9 +125,11 @@ impl RocksDbStorage {
         options.validate()?;
         let path = path.as_ref().to_path_buf();
         let db = open_db(&path, &options)?;
+        let fresh = FreshFloor::load(&db)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 slot: DbSlot::new(db),
+                fresh,
                 path,
                 options,
             }),
@@ -232,7 +238,6 @@ fn open_db(path: &Path, options: &RocksDbOptions) -> Result<DB, StorageError> {
         });
         if let Some(len) = prefix {
             o.set_prefix_extractor(SliceTransform::create_fixed_prefix(len));
-            o.set_memtable_prefix_bloom_ratio(0.1);
         }
         ColumnFamilyDescriptor::new(name, o)
     };
@@ -372,6 +377,13 @@ mod tests {
         let dir = tmp();
         let s = RocksDbStorage::open(dir.path()).unwrap();
         let p = s.partition(PartitionId(0));
+        // A valid write first (so the storage knows workspace 1 exists), then garbage over it.
+        let v = crate::storage::SeqValue {
+            ws: WsId(1),
+            seq: SeqId(1),
+            number: crate::types::Number(4),
+        };
+        p.write_values_and_offset(&[v], PLogOffset(2)).unwrap();
         let db = s.db().unwrap();
         db.put_cf(
             cf(&db, CF_NUMBERS).unwrap(),
