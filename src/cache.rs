@@ -7,6 +7,7 @@
 //! by the workspace that replaces it). Why not `moka`: see `design/cache.md`.
 
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use crate::types::{SeqId, WsId, WsKind};
 
@@ -24,7 +25,8 @@ pub(crate) const MAX_RESIDENT_SEQS: usize = 64;
 pub(crate) struct Workspace {
     pub(crate) ws: WsId,
     pub(crate) kind: WsKind,
-    pub(crate) last: Vec<u64>,
+    /// Inline up to four sequences: touching a workspace costs one cache miss, not two.
+    pub(crate) last: SmallVec<[u64; 4]>,
     pub(crate) seqs: Vec<SeqId>,
     /// Where an open kind's search for a sequence to replace starts next (round robin).
     pub(crate) hand: usize,
@@ -113,7 +115,7 @@ impl WsCache {
             self.slots.push(Workspace {
                 ws,
                 kind,
-                last: Vec::new(),
+                last: SmallVec::new(),
                 seqs: Vec::new(),
                 hand: 0,
                 prev: NIL,
@@ -259,7 +261,7 @@ mod tests {
         assert!(c.get(WsId(2), K).is_none());
         assert_eq!(c.counters.evictions, 1);
         let s = c.get(WsId(4), K).unwrap();
-        assert_eq!(c.slot(s).last, vec![4]);
+        assert_eq!(c.slot(s).last.as_slice(), [4]);
         assert_eq!(c.len(), 3);
     }
 
@@ -277,7 +279,7 @@ mod tests {
         c.insert(WsId(2), WsKind(9), &[7, 7]);
         assert_eq!(c.len(), 1);
         let s = c.get(WsId(2), WsKind(9)).unwrap();
-        assert_eq!(c.slot(s).last, vec![7, 7]);
+        assert_eq!(c.slot(s).last.as_slice(), [7, 7]);
     }
 
     #[test]

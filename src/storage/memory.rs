@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rustc_hash::{FxBuildHasher, FxHashMap};
+use smallvec::SmallVec;
 
 use super::{ReplayFn, SeqStorage, SeqValue, StorageError};
 use crate::types::{Number, PLogOffset, SeqId, WsId};
@@ -30,8 +31,12 @@ pub struct MemoryStorage {
 }
 
 /// One shard of a [`MemoryStorage`]'s numbers: each workspace's sequences together, so a
-/// read of a workspace is one hash lookup (one cache miss in a large map), not one per sequence.
-type Shard = RwLock<FxHashMap<WsId, Vec<(SeqId, Number)>>>;
+/// read of a workspace is one hash lookup (one cache miss in a large map), not one per
+/// sequence; up to two sequences are stored inline in the map's bucket (no second miss).
+type Shard = RwLock<FxHashMap<WsId, Numbers>>;
+
+/// The stored numbers of one workspace.
+type Numbers = SmallVec<[(SeqId, Number); 2]>;
 
 /// Number of shards of a [`MemoryStorage`].
 const SHARDS: usize = 64;
@@ -102,7 +107,7 @@ impl MemoryStorage {
     /// How many distinct sequences have a stored number.
     pub fn len(&self) -> usize {
         (0..SHARDS)
-            .map(|i| self.read(i).values().map(Vec::len).sum::<usize>())
+            .map(|i| self.read(i).values().map(|n| n.len()).sum::<usize>())
             .sum()
     }
 
@@ -121,11 +126,11 @@ impl MemoryStorage {
         self.reads.load(Ordering::Relaxed)
     }
 
-    fn read(&self, shard: usize) -> RwLockReadGuard<'_, FxHashMap<WsId, Vec<(SeqId, Number)>>> {
+    fn read(&self, shard: usize) -> RwLockReadGuard<'_, FxHashMap<WsId, Numbers>> {
         self.shards[shard].read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self, shard: usize) -> RwLockWriteGuard<'_, FxHashMap<WsId, Vec<(SeqId, Number)>>> {
+    fn write(&self, shard: usize) -> RwLockWriteGuard<'_, FxHashMap<WsId, Numbers>> {
         self.shards[shard]
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -149,7 +154,7 @@ impl SeqStorage for MemoryStorage {
     fn read_numbers(&self, ws: WsId, seqs: &[SeqId]) -> Result<Vec<Number>, StorageError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         let shard = self.read(shard_of(ws));
-        let stored = shard.get(&ws).map(Vec::as_slice).unwrap_or_default();
+        let stored = shard.get(&ws).map(|n| n.as_slice()).unwrap_or_default();
         Ok(seqs
             .iter()
             .map(|s| {
