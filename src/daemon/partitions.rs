@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::config::Config;
 use super::lease::{Key, LeaseTable, Leases};
-use super::partition::{Batch, KIND, Msg, Reply, Req, Worker};
+use super::partition::{Batch, Core, KIND, Msg, Partition, Reply, Req, Worker};
 use super::status::{PartitionStatus, not_ready_because};
 use super::store::Backend;
 use crate::error::{Error, Result};
@@ -24,6 +24,9 @@ const QUEUE: usize = 1024;
 pub(crate) const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct Handle {
+    /// The partition, answered under its lock by connections and HTTP handlers.
+    core: Core,
+    /// Its worker thread.
     tx: mpsc::Sender<Msg>,
     /// Lease mode: the table connections answer `NEXT` from without a hop to the worker.
     leases: Option<LeaseTable>,
@@ -74,15 +77,18 @@ impl Partitions {
         for (p, restore) in (0..n).zip(per_partition) {
             let (tx, rx) = mpsc::channel(QUEUE);
             let progress = Arc::new(AtomicBool::new(false));
+            let wants_progress = Arc::new(AtomicBool::new(true));
             let (durable_tx, durable) = watch::channel(0u64);
             let hook = {
                 let progress = Arc::clone(&progress);
+                let wants = Arc::clone(&wants_progress);
                 let weak = tx.downgrade();
                 ProgressHook::new(move || {
                     // Connections waiting for their replies' durability first, then the
-                    // worker (leases to confirm, flushes to answer).
+                    // worker if it has something to do with it (see `Worker`).
                     durable_tx.send_modify(|n| *n = n.wrapping_add(1));
-                    if !progress.swap(true, Ordering::AcqRel)
+                    if wants.load(Ordering::SeqCst)
+                        && !progress.swap(true, Ordering::AcqRel)
                         && let Some(tx) = weak.upgrade()
                     {
                         let _ = tx.try_send(Msg::Wake);
@@ -104,16 +110,16 @@ impl Partitions {
             let storage = backend.partition(PartitionId(p));
             let seq = Sequencer::open_named(storage, options, &format!("seqd-flush-{p}"))?;
             let watcher = seq.watcher();
-            let worker = Worker::new(
+            let partition = Partition::new(
                 PartitionId(p),
                 seq,
                 config.durability,
-                rx,
-                progress,
                 restore,
                 Arc::clone(&leases),
             );
-            let ready = Arc::clone(&worker.ready);
+            let ready = Arc::clone(&partition.ready);
+            let core: Core = Arc::new(std::sync::Mutex::new(partition));
+            let worker = Worker::new(Arc::clone(&core), rx, progress, wants_progress);
             let thread = std::thread::Builder::new()
                 .name(format!("seqd-part-{p}"))
                 .spawn(move || worker.run())
@@ -123,6 +129,7 @@ impl Partitions {
                 })?;
             let lease_mode = config.durability == super::DurabilityMode::Lease;
             handles.push(Handle {
+                core,
                 tx,
                 leases: lease_mode.then_some(leases),
                 durable,
@@ -173,23 +180,12 @@ impl Partitions {
             .collect()
     }
 
-    /// Queues `batch` for partition `p`; the receiver gets it back answered. Gives the batch
-    /// back when the partition is gone.
-    pub(crate) async fn send(
-        &self,
-        p: usize,
-        batch: Batch,
-    ) -> std::result::Result<oneshot::Receiver<Batch>, Batch> {
-        let Some(h) = self.handles.get(p) else {
-            return Err(batch);
-        };
-        let (tx, rx) = oneshot::channel();
-        match h.tx.send(Msg::Batch(batch, tx)).await {
-            Ok(()) => Ok(rx),
-            Err(mpsc::error::SendError(msg)) => match msg {
-                Msg::Batch(b, _) => Err(b),
-                _ => Err(Batch::default()),
-            },
+    /// Answers `batch` on partition `p`, on the caller's thread (see `partition`); the
+    /// replies then wait for durability in [`settle`](Self::settle).
+    pub(crate) fn answer(&self, p: usize, batch: &mut Batch) {
+        match self.handles.get(p) {
+            Some(h) => lock(&h.core).answer(batch),
+            None => batch.fail("BUSY no such partition"),
         }
     }
 
@@ -232,17 +228,12 @@ impl Partitions {
         let p = self.of(ws);
         let mut batch = Batch::default();
         batch.reqs.push(req);
-        let gone = || Reply::Busy("BUSY the server is shutting down".into());
-        match self.send(p, batch).await {
-            Ok(rx) => match rx.await {
-                Ok(mut b) => {
-                    self.settle(p, &mut b).await;
-                    b.replies.pop().unwrap_or_else(gone)
-                }
-                Err(_) => gone(),
-            },
-            Err(_) => gone(),
-        }
+        self.answer(p, &mut batch);
+        self.settle(p, &mut batch).await;
+        batch
+            .replies
+            .pop()
+            .unwrap_or_else(|| Reply::Busy("BUSY the server is shutting down".into()))
     }
 
     async fn ask<T>(&self, p: usize, make: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Option<T> {

@@ -14,7 +14,7 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use super::command::{Command, parse_command};
 use super::lease::Served;
@@ -354,7 +354,7 @@ impl Conn {
             Req::Peek { .. } => self.counts.peek += 1,
         }
         let p = self.shared.partitions.of(req.ws());
-        // Once a request of this read went to the worker, the partition's later ones follow
+        // Once a request of this read joined the partition's batch, its later ones follow
         // it there, so a connection sees a sequence's numbers in request order.
         if self.batches[p].reqs.is_empty()
             && let Some(n) = self.answer_from_lease(p, req)
@@ -397,34 +397,17 @@ impl Conn {
         self.local(|o| protocol::write_error(o, msg));
     }
 
-    /// Sends every non-empty batch to its partition, then waits for all of them.
+    /// Answers every non-empty batch on its partition, then waits until all of them may be
+    /// acknowledged.
     async fn dispatch(&mut self) {
-        let mut waiting: Vec<(usize, oneshot::Receiver<Batch>)> = Vec::new();
         for (p, batch) in self.batches.iter_mut().enumerate() {
-            if batch.reqs.is_empty() {
-                continue;
-            }
-            let b = std::mem::take(batch);
-            match self.shared.partitions.send(p, b).await {
-                Ok(rx) => waiting.push((p, rx)),
-                Err(mut b) => {
-                    b.fail("BUSY the server is shutting down");
-                    *batch = b;
-                }
+            if !batch.reqs.is_empty() {
+                self.shared.partitions.answer(p, batch);
             }
         }
-        for (p, rx) in waiting {
-            let reqs = self.batches[p].reqs.len();
-            match rx.await {
-                Ok(mut b) => {
-                    self.shared.partitions.settle(p, &mut b).await;
-                    self.batches[p] = b;
-                }
-                Err(_) => {
-                    let b = &mut self.batches[p];
-                    b.reqs.resize(reqs, Req::Peek { ws: 0, seq: 0 });
-                    b.fail("BUSY the server is shutting down");
-                }
+        for (p, batch) in self.batches.iter_mut().enumerate() {
+            if !batch.reqs.is_empty() {
+                self.shared.partitions.settle(p, batch).await;
             }
         }
     }

@@ -1,10 +1,22 @@
 //! Closing a sequencer: stop the worker within a deadline and report what was not persisted.
 
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::Sequencer;
-use super::state::Status;
+use super::state::{Shared, Status};
 use crate::error::{Error, Result};
+
+/// A close in progress: the worker has been told to stop; [`Closing::wait`] waits for it.
+/// Lets a caller that keeps the sequencer behind a lock start the close under the lock and
+/// wait without it.
+pub(crate) struct Closing {
+    shared: Arc<Shared>,
+    /// `None` when the sequencer was closed already.
+    worker: Option<JoinHandle<()>>,
+    deadline: Instant,
+}
 
 impl Sequencer {
     /// Stops the background worker after it writes what is pending, within
@@ -17,21 +29,41 @@ impl Sequencer {
     }
 
     fn shutdown(&mut self) -> Result<()> {
-        let Some(worker) = self.worker.take() else {
-            return Ok(());
-        };
+        self.begin_close().wait()
+    }
+
+    /// Tells the worker to write what is pending and stop, by `Options::close_timeout`, and
+    /// returns at once; from now on `start` answers `Busy` (closing).
+    pub(crate) fn begin_close(&mut self) -> Closing {
         let deadline = Instant::now() + self.shared.options.close_timeout;
-        {
+        let worker = self.worker.take();
+        if worker.is_some() {
             let mut inner = self.shared.lock();
             inner.stop = Some(deadline);
             if self.shared.status() != Status::Poisoned {
                 self.shared.set_status(Status::Closing);
             }
+            drop(inner);
+            self.shared.work.notify_all();
         }
-        self.shared.work.notify_all();
+        Closing {
+            shared: Arc::clone(&self.shared),
+            worker,
+            deadline,
+        }
+    }
+}
+
+impl Closing {
+    /// Waits for the worker to stop. Errors: [`Error::Unpersisted`] with what could not be
+    /// written.
+    pub(crate) fn wait(self) -> Result<()> {
+        let Some(worker) = self.worker else {
+            return Ok(());
+        };
         // The worker checks the deadline between storage calls; one call in progress may
         // overrun it, so allow a grace period before leaving the thread behind.
-        let give_up_at = deadline + Duration::from_millis(500);
+        let give_up_at = self.deadline + Duration::from_millis(500);
         let mut inner = self.shared.lock();
         while !inner.worker_done {
             let now = Instant::now();

@@ -22,6 +22,7 @@ use rustc_hash::FxHashMap;
 use crate::types::{KindSeqs, Number, PLogOffset, SeqId, WsId, WsKind};
 
 pub use durability::{Committed, DurabilityWatcher};
+pub(crate) use lifecycle::Closing;
 use state::{Shared, Status};
 pub use transaction::Transaction;
 

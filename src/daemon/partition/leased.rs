@@ -10,13 +10,13 @@
 
 use std::time::Instant;
 
-use super::Worker;
+use super::Partition;
 use crate::error::Error;
 use crate::sequencer::Committed;
 use crate::types::{Number, SeqId, WsId};
 use crate::util::lock;
 
-impl Worker {
+impl Partition {
     /// `count` numbers: from the reserved window if it has them, else after reserving more;
     /// reserves the next window ahead when half of this one is used.
     pub(super) fn next_leased(
