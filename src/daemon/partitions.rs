@@ -189,16 +189,29 @@ impl Partitions {
         }
     }
 
+    /// Partition `p`'s progress signal: bumped by its flusher after every durable write,
+    /// discard and actualization; closed when its sequencer closes.
+    pub(crate) fn progress(&self, p: usize) -> Option<watch::Receiver<u64>> {
+        self.handles.get(p).map(|h| h.durable.clone())
+    }
+
     /// Waits until every number in `batch` (answered by partition `p`) is durable or was
     /// discarded (see [`Batch::settle`]), at most [`DURABLE_WAIT`]: a reply still waiting
     /// then becomes `-BUSY` — not acknowledged, so at worst its numbers are skipped later.
     /// (While storage is down the actualizer cannot tell a discarded commit from one its
     /// rebuild will keep, so without a bound such a reply would wait until storage returns.)
-    pub(crate) async fn settle(&self, p: usize, batch: &mut Batch) {
+    ///
+    /// `durable` is partition `p`'s progress signal ([`progress`](Self::progress)), or a
+    /// relay of it on the caller's thread (`io::Relays`).
+    pub(crate) async fn settle(
+        &self,
+        p: usize,
+        batch: &mut Batch,
+        durable: &mut watch::Receiver<u64>,
+    ) {
         let Some(h) = self.handles.get(p) else {
             return;
         };
-        let mut durable = h.durable.clone();
         let waited = tokio::time::timeout(DURABLE_WAIT, async {
             loop {
                 // Marks the current progress seen before looking, so none is missed.
@@ -229,7 +242,9 @@ impl Partitions {
         let mut batch = Batch::default();
         batch.reqs.push(req);
         self.answer(p, &mut batch);
-        self.settle(p, &mut batch).await;
+        if let Some(mut durable) = self.progress(p) {
+            self.settle(p, &mut batch, &mut durable).await;
+        }
         batch
             .replies
             .pop()

@@ -45,6 +45,8 @@ struct Conn {
     local: Vec<u8>,
     out: Vec<u8>,
     batches: Vec<Batch>,
+    /// Per partition, this thread's relay of its progress signal (`io::relays`).
+    progress: Vec<watch::Receiver<u64>>,
     args: Vec<Range<usize>>,
     /// Requests per command kind in this read, added to the shared metrics once per read.
     counts: super::metrics::RequestCounts,
@@ -56,6 +58,7 @@ pub(crate) async fn serve_connection(
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
     mut stop: watch::Receiver<bool>,
+    progress: Vec<watch::Receiver<u64>>,
 ) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
@@ -69,6 +72,7 @@ pub(crate) async fn serve_connection(
         local: Vec::new(),
         out: Vec::new(),
         batches: (0..partitions).map(|_| Batch::default()).collect(),
+        progress,
         args: Vec::new(),
         counts: Default::default(),
     };
@@ -405,9 +409,9 @@ impl Conn {
                 self.shared.partitions.answer(p, batch);
             }
         }
-        for (p, batch) in self.batches.iter_mut().enumerate() {
+        for ((p, batch), durable) in self.batches.iter_mut().enumerate().zip(&mut self.progress) {
             if !batch.reqs.is_empty() {
-                self.shared.partitions.settle(p, batch).await;
+                self.shared.partitions.settle(p, batch, durable).await;
             }
         }
     }
