@@ -20,10 +20,6 @@ use crate::sequencer::state::{Counters, Shared, Status, ValueMap};
 use crate::storage::SeqValue;
 use crate::types::{Number, PLogOffset};
 
-/// While lingering, the flusher looks this often whether commits are still arriving; a step
-/// without one ends the linger.
-pub(crate) const LINGER_STEP: Duration = Duration::from_micros(50);
-
 /// What the worker does next.
 enum Job {
     Actualize,
@@ -89,10 +85,10 @@ fn next_job(shared: &Shared) -> Job {
         let ready = shared.status() == Status::Ready || shared.status() == Status::Closing;
         if inner.pending_next.is_some() && ready && !inner.actualize_requested {
             if !lingered && inner.stop.is_none() {
+                // Let the batch grow for flush_interval before taking it.
                 lingered = true;
-                let seen = inner.pending_next;
                 drop(inner);
-                linger(shared, seen);
+                pause(shared, shared.options.flush_interval);
                 inner = shared.lock();
                 continue;
             }
@@ -207,26 +203,6 @@ fn finish_inflight(inner: &mut crate::sequencer::state::Inner) {
         }
     }
     inner.inflight_len = 0;
-}
-
-/// Lets the batch grow before it is taken: waits in steps of [`LINGER_STEP`] while commits
-/// keep arriving, `flush_interval` at most in all. A steady stream of commits (one busy
-/// writer) waits the whole interval, as a fixed delay would; a burst (say, the clients the
-/// last write answered coming back with their next requests) is taken as soon as it ends; a
-/// lone commit waits one step. `seen` is the newest commit when the linger began.
-fn linger(shared: &Shared, mut seen: Option<PLogOffset>) {
-    let cap = shared.options.flush_interval;
-    let mut waited = Duration::ZERO;
-    while waited < cap {
-        let d = LINGER_STEP.min(cap - waited);
-        pause(shared, d);
-        waited += d;
-        let inner = shared.lock();
-        if inner.stop.is_some() || inner.actualize_requested || inner.pending_next == seen {
-            return;
-        }
-        seen = inner.pending_next;
-    }
 }
 
 /// Lets `d` pass on the configured clock. `close` and actualization requests cut it short;

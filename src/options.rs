@@ -37,11 +37,9 @@ pub struct Options {
     /// Default: 100,000. Must be ≥ 1.
     pub max_unflushed: usize,
 
-    /// The longest the flusher lingers before it takes a batch, letting the batch grow. It
-    /// lingers only while commits keep arriving: it looks every 50 µs and takes the batch
-    /// after a look that found no new commit, so a lone commit waits ~50 µs and a steady
-    /// stream the whole interval. Default: 1 ms. Zero writes at once and lets batches grow
-    /// only while a write is in flight (group commit), for the lowest latency. At most 10 s.
+    /// How long the flusher lingers before it takes a batch, letting the batch grow. Default:
+    /// 1 ms. Zero writes at once and lets batches grow only while a write is in flight (group
+    /// commit), for the lowest latency. At most 10 s.
     pub flush_interval: Duration,
 
     /// Retries of failed flushes. Default: see [`RetryPolicy::default`].

@@ -442,23 +442,3 @@ fn stats_reflect_activity() {
     assert!(st.max_flush_latency >= st.mean_flush_latency);
     assert!(format!("{seq:?}").contains("Sequencer"));
 }
-
-/// The flusher lingers only while commits keep coming: a lone commit is written after one
-/// look (50 µs), not after the whole `flush_interval`.
-#[test]
-fn a_lone_commit_does_not_wait_the_whole_flush_interval() {
-    let clock = std::sync::Arc::new(seqd::ManualClock::new());
-    let opts = seqd::Options {
-        clock: clock.clone(),
-        flush_interval: Duration::from_millis(1),
-        ..options()
-    };
-    let mut seq = Sequencer::open(MemoryStorage::new(), opts).unwrap();
-    seq.wait_ready(WAIT).unwrap();
-    let mut tx = seq.start(KIND, WsId(1)).unwrap();
-    tx.next(ID).unwrap();
-    let c = tx.flush();
-    seq.wait_durable(c, WAIT).unwrap();
-    assert_eq!(clock.pauses(), vec![Duration::from_micros(50)]);
-    seq.close().unwrap();
-}
