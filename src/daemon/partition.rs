@@ -23,9 +23,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 mod leased;
+mod worker;
+
+pub(crate) use worker::Worker;
 
 use super::config::DurabilityMode;
 use super::lease::{Key, LeaseTable};
@@ -165,105 +168,6 @@ pub(crate) struct Partition {
 
 /// A [`Partition`] as connections, HTTP handlers and its worker share it.
 pub(crate) type Core = Arc<Mutex<Partition>>;
-
-/// The thread of one partition: takes [`Msg`]s until told to stop.
-pub(crate) struct Worker {
-    core: Core,
-    rx: mpsc::Receiver<Msg>,
-    /// Set by the progress hook; cleared by the worker before it looks at durability.
-    progress: Arc<AtomicBool>,
-    /// Whether the progress hook should wake the worker: while recovering, while a `Flush`
-    /// is parked, and always in lease mode (reservations to confirm). Otherwise, in sync
-    /// mode, progress concerns only the connections waiting for their replies.
-    wants_progress: Arc<AtomicBool>,
-}
-
-impl Worker {
-    pub(crate) fn new(
-        core: Core,
-        rx: mpsc::Receiver<Msg>,
-        progress: Arc<AtomicBool>,
-        wants_progress: Arc<AtomicBool>,
-    ) -> Self {
-        Worker {
-            core,
-            rx,
-            progress,
-            wants_progress,
-        }
-    }
-
-    /// The worker's loop; returns when told to stop or when every sender is gone.
-    pub(crate) fn run(mut self) {
-        self.update_wants(&mut lock(&self.core));
-        while let Some(msg) = self.rx.blocking_recv() {
-            let mut core = lock(&self.core);
-            match msg {
-                Msg::Wake => {}
-                Msg::Status(tx) => {
-                    let _ = tx.send(core.status());
-                }
-                Msg::Flush(tx) => match core.last_commit {
-                    Some(c) => {
-                        core.parked.push((c, tx));
-                        // Wanted before looking: progress from here on wakes the worker.
-                        self.update_wants(&mut core);
-                        core.release();
-                    }
-                    None => {
-                        let _ = tx.send(Ok(core.seq.flushed_offset()));
-                    }
-                },
-                Msg::Actualize(tx) => {
-                    core.seq.actualize();
-                    let _ = tx.send(());
-                }
-                Msg::Prefetch(key) => core.prefetch(key),
-                Msg::Stop(tx) => {
-                    drop(core);
-                    let _ = tx.send(stop(&self.core));
-                    return;
-                }
-            }
-            if self.progress.swap(false, Ordering::AcqRel) {
-                core.on_progress();
-            }
-            self.update_wants(&mut core);
-        }
-        // Every handle is gone without a Stop: close anyway; the cursors are lost (a gap).
-        let id = lock(&self.core).id;
-        let report = stop(&self.core);
-        tracing::warn!(
-            partition = id.0,
-            lost_cursors = report.cursors.len(),
-            "partition stopped without a shutdown"
-        );
-    }
-
-    fn update_wants(&self, core: &mut Partition) {
-        let wants =
-            core.mode == DurabilityMode::Lease || core.restore.is_some() || !core.parked.is_empty();
-        self.wants_progress.store(wants, Ordering::SeqCst);
-    }
-}
-
-/// Waits (bounded) for the last commit, closes the sequencer, collects the cursors. Holds
-/// the lock only to change state, not while it waits.
-fn stop(core: &Core) -> StopReport {
-    let (last, watcher) = {
-        let c = lock(core);
-        (c.last_commit, c.seq.watcher())
-    };
-    if let Some(c) = last {
-        let _ = watcher.wait_durable(c, Duration::from_secs(5));
-    }
-    let (cursors, closing) = lock(core).begin_stop();
-    let close_error = closing.wait().err().map(|e| e.to_string());
-    StopReport {
-        cursors,
-        close_error,
-    }
-}
 
 impl Partition {
     pub(crate) fn new(
