@@ -139,8 +139,8 @@ impl WsCache {
             self.reindex(slot);
             slot
         };
+        // Every path above left `ws` in the slot (the index hashes it).
         let w = &mut self.slots[slot as usize];
-        w.ws = ws;
         w.kind = kind;
         w.last.clear();
         w.last.extend_from_slice(last);

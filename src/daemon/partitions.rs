@@ -18,7 +18,8 @@ use crate::storage::SeqValue;
 use crate::types::{Number, PartitionId, SeqTypes};
 use crate::util::lock;
 
-/// Requests (batches) queued per partition before senders wait.
+/// Messages (status, flush, actualize, prefetch, stop) queued per partition worker before
+/// senders wait; prefetches beyond it are dropped (a later request asks again).
 const QUEUE: usize = 1024;
 /// Longest a reply waits for its numbers to become durable before it is answered `-BUSY`.
 pub(crate) const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
