@@ -6,8 +6,13 @@
 //!
 //! Reported per mode: cycles, numbers acknowledged, numbers reissued (must be 0), numbers
 //! skipped (never acknowledged below the last acknowledged one, plus the gap up to the next
-//! number after the last restart) with the largest gap, and recovery time (spawn to
-//! `/readyz` 200).
+//! number after the last restart) with the largest gap, the most one crash skipped of one
+//! sequence, and recovery time (spawn to `/readyz` 200).
+//!
+//! What one crash may skip of a sequence (checked after every restart, with `PEEK`): the
+//! numbers of requests that were being answered and never acknowledged — at most
+//! [`IN_FLIGHT`] — and, in `lease` mode, the unused rest of its reservation, at most one
+//! window ([`MAX_WINDOW`], `design/daemon.md`).
 //!
 //! CI runs 20 cycles per mode. The long run (figures in BENCHMARKS.md):
 //!
@@ -26,12 +31,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::process::Daemon;
+use seqd::daemon::MAX_WINDOW;
 
 /// Workspaces and sequences the clients spread over (workspaces land on both partitions).
 const WORKSPACES: u64 = 64;
 const SEQS: u64 = 3;
 const CLIENTS: u64 = 4;
 const PIPELINE: u64 = 8;
+/// Most numbers a `NEXT` of the load takes.
+const MAX_COUNT: u64 = 4;
+/// Most numbers of one sequence in requests sent and not yet answered: every client's whole
+/// pipeline on that sequence.
+const IN_FLIGHT: u64 = CLIENTS * PIPELINE * MAX_COUNT;
 
 type Key = (u64, u16);
 /// Acknowledged ranges per key: (first, count).
@@ -74,7 +85,7 @@ fn client(addr: String, seed: u64, stop: Arc<AtomicBool>) -> Acked {
         let mut sent = Vec::with_capacity(PIPELINE as usize);
         for _ in 0..PIPELINE {
             let key = (rng.below(WORKSPACES), rng.below(SEQS) as u16);
-            let count = 1 + rng.below(4);
+            let count = 1 + rng.below(MAX_COUNT);
             pipe.cmd("NEXT").arg(key.0).arg(key.1).arg(count);
             sent.push((key, count));
         }
@@ -98,7 +109,50 @@ struct Report {
     reissued: u64,
     skipped: u64,
     largest_gap: u64,
+    /// The most numbers of one sequence a single crash skipped.
+    largest_crash_gap: u64,
     recovery: Vec<Duration>,
+}
+
+/// One past the highest number acknowledged of `ranges`.
+fn end_of(ranges: &[(u64, u64)]) -> u64 {
+    ranges
+        .iter()
+        .map(|&(first, count)| first + count)
+        .max()
+        .unwrap_or(0)
+}
+
+/// After a restart: for every sequence acknowledged so far, what the crash skipped — from
+/// one past everything acknowledged (or, if more, where the last restart resumed) to where
+/// this one resumes. Returns the most, and asserts nothing acknowledged comes again.
+fn crash_gaps(
+    mode: &str,
+    con: &mut redis::Connection,
+    all: &Acked,
+    resumed: &mut HashMap<Key, u64>,
+) -> u64 {
+    let keys: Vec<Key> = all.keys().copied().collect();
+    if keys.is_empty() {
+        return 0;
+    }
+    let mut pipe = redis::pipe();
+    for key in &keys {
+        pipe.cmd("PEEK").arg(key.0).arg(key.1);
+    }
+    let next: Vec<u64> = pipe.query(con).expect("PEEK after a restart");
+    let mut largest = 0;
+    for (key, next) in keys.into_iter().zip(next) {
+        let acked_end = end_of(&all[&key]);
+        assert!(
+            next >= acked_end,
+            "{mode}: {key:?} would hand out {next} again"
+        );
+        let from = acked_end.max(resumed.get(&key).copied().unwrap_or(0));
+        largest = largest.max(next.saturating_sub(from));
+        resumed.insert(key, next);
+    }
+    largest
 }
 
 fn run_mode(mode: &str, cycles: u64, seed: u64) -> Report {
@@ -106,9 +160,12 @@ fn run_mode(mode: &str, cycles: u64, seed: u64) -> Report {
     let mut rng = Rng(seed ^ mode.len() as u64);
     let mut all = Acked::new();
     let mut report = Report::default();
+    let mut resumed = HashMap::new();
     for _ in 0..cycles {
         let d = Daemon::start(dir.path(), mode, &[]);
         report.recovery.push(d.wait_ready());
+        let gap = crash_gaps(mode, &mut d.redis(), &all, &mut resumed);
+        report.largest_crash_gap = report.largest_crash_gap.max(gap);
         let stop = Arc::new(AtomicBool::new(false));
         let clients: Vec<_> = (0..CLIENTS)
             .map(|_| {
@@ -130,6 +187,8 @@ fn run_mode(mode: &str, cycles: u64, seed: u64) -> Report {
     let d = Daemon::start(dir.path(), mode, &[]);
     report.recovery.push(d.wait_ready());
     let mut con = d.redis();
+    let gap = crash_gaps(mode, &mut con, &all, &mut resumed);
+    report.largest_crash_gap = report.largest_crash_gap.max(gap);
     for (key, ranges) in &mut all {
         ranges.sort_unstable();
         let mut end = 0u64; // one past the highest number acknowledged so far
@@ -172,25 +231,35 @@ fn kill_9_at_random_moments_reissues_nothing() {
     let seed = env_or("SEQD_CRASH_SEED", 0x5EED_C0DE);
     println!("crash harness: {cycles} cycles per mode, SEQD_CRASH_SEED={seed}");
     println!(
-        "| mode | cycles | acknowledged | reissued | skipped | largest gap | recovery p50 | recovery max |"
+        "| mode | cycles | acknowledged | reissued | skipped | largest gap | largest crash gap | recovery p50 | recovery max |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut failures = Vec::new();
     for mode in ["sync", "lease"] {
         let mut r = run_mode(mode, cycles, seed);
         r.recovery.sort_unstable();
         println!(
-            "| {mode} | {} | {} | {} | {} | {} | {:.0} ms | {:.0} ms |",
+            "| {mode} | {} | {} | {} | {} | {} | {} | {:.0} ms | {:.0} ms |",
             r.cycles,
             r.acknowledged,
             r.reissued,
             r.skipped,
             r.largest_gap,
+            r.largest_crash_gap,
             percentile(&r.recovery, 0.5).as_secs_f64() * 1e3,
             percentile(&r.recovery, 1.0).as_secs_f64() * 1e3,
         );
         if r.reissued != 0 {
             failures.push(format!("{mode}: {} numbers reissued", r.reissued));
+        }
+        // SPEC §3: a crash skips at most one window per sequence (lease), nothing acknowledged
+        // (sync); plus what was being answered.
+        let bound = IN_FLIGHT + if mode == "lease" { MAX_WINDOW } else { 0 };
+        if r.largest_crash_gap > bound {
+            failures.push(format!(
+                "{mode}: a crash skipped {} numbers of one sequence (at most {bound})",
+                r.largest_crash_gap
+            ));
         }
         if r.acknowledged < cycles {
             failures.push(format!(

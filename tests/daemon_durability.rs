@@ -188,3 +188,70 @@ fn readiness_waits_for_recovery() {
     backend.part(1).set_latency(Duration::ZERO);
     assert_eq!(next(&mut con, 1, 0, 1).unwrap(), 1);
 }
+
+/// Lease mode with `--max-leases 4`: what a graceful restart resumes from, per sequence, when
+/// `sequences` sequences (half per partition) each took numbers in several rounds; and the
+/// partitions' statuses before the stop.
+fn restart_with_few_leases(sequences: u64) -> (Vec<(u64, u64)>, Vec<serde_json::Value>) {
+    let backend = Arc::new(MemoryBackend::default());
+    let cfg = || seqd::daemon::Config {
+        max_leases: 4,
+        ..config(DurabilityMode::Lease)
+    };
+    let server = TestServer::start(cfg(), backend.clone());
+    let mut con = server.redis();
+    let mut expect = vec![0; sequences as usize];
+    for _ in 0..5 {
+        for ws in 0..sequences {
+            expect[ws as usize] = next(&mut con, ws, 3, 2).unwrap() + 2;
+        }
+    }
+    let http = reqwest::blocking::Client::new();
+    let status: serde_json::Value =
+        serde_json::from_str(&get_text(&http, &server.url("/v1/status"))).unwrap();
+    let parts = status["partitions"].as_array().unwrap().clone();
+    drop(con);
+    server.stop().unwrap();
+    let server = TestServer::start(cfg(), backend);
+    let mut con = server.redis();
+    let resumed = (0..sequences)
+        .map(|ws| (expect[ws as usize], next(&mut con, ws, 3, 1).unwrap()))
+        .collect();
+    (resumed, parts)
+}
+
+fn sum(parts: &[serde_json::Value], field: &str) -> u64 {
+    parts.iter().map(|p| p[field].as_u64().unwrap()).sum()
+}
+
+#[test]
+fn evicted_leases_are_parked_and_a_graceful_restart_skips_nothing() {
+    // 6 sequences a partition: more than 4 leases, within 4 leases and 4 parked ranges.
+    let (resumed, parts) = restart_with_few_leases(12);
+    assert!(sum(&parts, "lease_evictions") > 0, "{parts:?}");
+    assert_eq!(sum(&parts, "dropped_lease_ranges"), 0, "{parts:?}");
+    for (ws, (want, got)) in resumed.into_iter().enumerate() {
+        assert_eq!(got, want, "sequence (ws {ws}, 3) resumes exactly");
+    }
+}
+
+#[test]
+fn parked_ranges_beyond_the_bound_skip_at_most_one_window() {
+    // 20 sequences a partition: beyond 4 leases and 4 parked ranges, the oldest give up theirs.
+    let (resumed, parts) = restart_with_few_leases(40);
+    let dropped = sum(&parts, "dropped_lease_ranges");
+    assert!(dropped > 0, "{parts:?}");
+    let mut skipped = 0;
+    for (ws, (want, got)) in resumed.into_iter().enumerate() {
+        assert!(got >= want, "sequence (ws {ws}, 3): {got} handed out again");
+        assert!(
+            got - want <= seqd::daemon::MAX_WINDOW,
+            "ws {ws}: {want} -> {got}"
+        );
+        skipped += u64::from(got > want);
+    }
+    assert!(
+        skipped > 0 && skipped <= dropped,
+        "{skipped} skipped, {dropped} dropped"
+    );
+}

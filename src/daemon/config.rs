@@ -98,8 +98,10 @@ pub struct Config {
     #[arg(long, env = "SEQD_MAX_UNFLUSHED", default_value_t = 100_000)]
     pub max_unflushed: usize,
 
-    /// Lease mode: sequences holding a reserved window per partition. The least recently
-    /// reserved beyond it give up the unused rest of their window (a gap, never a reuse).
+    /// Lease mode: sequences holding a reserved window per partition. Beyond it the least
+    /// recently used are evicted and their unused numbers parked (resumed when used again,
+    /// saved at shutdown); beyond as many parked, the oldest give them up (a gap of at most
+    /// one window, never a reuse).
     #[arg(long, env = "SEQD_MAX_LEASES", default_value_t = 100_000)]
     pub max_leases: usize,
 

@@ -182,8 +182,13 @@ const COUNTERS: &[(&str, &str, Field)] = &[
     }),
     (
         "seqd_lease_evictions",
-        "Leases dropped to stay within --max-leases",
+        "Leases evicted to stay within --max-leases (their unused ranges parked)",
         |s| s.lease_evictions,
+    ),
+    (
+        "seqd_dropped_lease_ranges",
+        "Parked ranges of evicted leases given up (a gap of at most one window each)",
+        |s| s.dropped_lease_ranges,
     ),
 ];
 
@@ -197,6 +202,11 @@ const GAUGES: &[(&str, &str, Field)] = &[
     ("seqd_leases", "Sequences holding a lease", |s| {
         s.leases as u64
     }),
+    (
+        "seqd_parked_leases",
+        "Unused ranges of evicted leases, kept to resume from",
+        |s| s.parked_leases as u64,
+    ),
     (
         "seqd_checkpoint_offset",
         "Every commit at or below this offset is durable",

@@ -238,7 +238,7 @@ impl Partition {
         for (c, limit) in limits {
             leases.restore((c.ws, c.seq), c.number.0, limit.0, now);
         }
-        let restored = leases.len();
+        let restored = leases.stats().leases;
         drop(leases);
         if let Some(e) = failed {
             // Those sequences resume above their stored reservation: a gap, never a reuse.
@@ -346,7 +346,7 @@ impl Partition {
 
     fn status(&self) -> PartitionStatus {
         let leases = lock(&self.leases);
-        let (count, evictions, served) = (leases.len(), leases.evictions, leases.served);
+        let (stats, served) = (leases.stats(), leases.served);
         drop(leases);
         let mut counters = self.counters;
         counters.nexts += served.0;
@@ -356,8 +356,7 @@ impl Partition {
             self.ready.load(Ordering::Acquire),
             self.seq.stats(),
             &counters,
-            count,
-            evictions,
+            stats,
         )
     }
 

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::lease::LeaseStats;
 use crate::stats::{SequencerState, Stats};
 use crate::types::PartitionId;
 
@@ -58,8 +59,12 @@ pub struct PartitionStatus {
     pub reservations: u64,
     /// Sequences holding a lease.
     pub leases: usize,
-    /// Leases dropped to stay within --max-leases.
+    /// Leases evicted to stay within --max-leases (their unused ranges are parked).
     pub lease_evictions: u64,
+    /// Unused ranges of evicted leases, kept to resume from and saved at shutdown.
+    pub parked_leases: usize,
+    /// Parked ranges given up beyond --max-leases of them: each a gap of at most one window.
+    pub dropped_lease_ranges: u64,
     /// Sequencer cache hits, misses and evictions.
     pub cache_hits: u64,
     /// See `cache_hits`.
@@ -95,8 +100,7 @@ impl PartitionStatus {
         ready: bool,
         s: Stats,
         c: &PartitionCounters,
-        leases: usize,
-        lease_evictions: u64,
+        leases: LeaseStats,
     ) -> Self {
         let ready = not_ready_because(ready, s.state, s.storage_failing).is_none();
         let us = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
@@ -120,8 +124,10 @@ impl PartitionStatus {
             peek_requests: c.peeks,
             numbers_issued: c.numbers,
             reservations: c.reservations,
-            leases,
-            lease_evictions,
+            leases: leases.leases,
+            lease_evictions: leases.evictions,
+            parked_leases: leases.parked,
+            dropped_lease_ranges: leases.dropped,
             cache_hits: s.cache_hits,
             cache_misses: s.cache_misses,
             cache_evictions: s.cache_evictions,

@@ -1,24 +1,28 @@
-//! Lease mode in the worker: the requests the connections could not answer from a durable
+//! Lease mode in the partition: the requests the connections could not answer from a durable
 //! lease themselves (no lease yet, too few numbers left, numbers still being written), and
-//! the reservations ahead they ask for.
+//! the top-ups they ask for. What to take and how much to reserve is the lease table's
+//! decision ([`Leases::plan_next`](super::super::lease::Leases::plan_next)); this file makes
+//! the reservations.
 //!
-//! The lease table is shared with the connections, so the worker takes its lock only around
-//! table updates — never across a sequencer call, which may read storage on a cache miss.
-//! Between the two critical sections connections may take numbers from the same lease; that
-//! keeps `cursor + left` unchanged, which is what [`super::super::lease::Lease::add`] uses to
-//! tell whether a new reservation extends the current range.
+//! The lease table is shared with the connections, so the partition takes its lock only
+//! around table updates — never across a sequencer call, which may read storage on a cache
+//! miss. Between the two critical sections connections may take numbers from the same lease;
+//! that keeps `cursor + left` unchanged, which is what a reservation's `add` uses to tell
+//! whether it extends the current range, and only lowers `reservation end − cursor`.
 
 use std::time::Instant;
 
 use super::Partition;
+use crate::daemon::lease::Plan;
 use crate::error::Error;
 use crate::sequencer::Committed;
+use crate::storage::StorageError;
 use crate::types::{Number, SeqId, WsId};
 use crate::util::lock;
 
 impl Partition {
-    /// `count` numbers: from the reserved window if it has them, else after reserving more;
-    /// reserves the next window ahead when half of this one is used.
+    /// `count` numbers: from the lease if it holds them, else after reserving more; tops the
+    /// lease up when less than half a window is left.
     pub(super) fn next_leased(
         &mut self,
         ws: WsId,
@@ -28,61 +32,43 @@ impl Partition {
         let key = (ws, seq);
         let now = Instant::now();
         let durability = self.durability();
-        let mut leases = lock(&self.leases);
-        if let Some(lease) = leases.get_mut(key) {
-            if let Some((flushed, generation)) = durability {
-                lease.prune(flushed, generation);
-            }
-            if lease.left >= count {
-                let taken = lease.take(count);
-                let ahead = lease.wants_prefetch().then(|| lease.next_window(now));
-                drop(leases);
-                if let Some(n) = ahead {
+        let plan = lock(&self.leases).plan_next(key, count, now, durability);
+        let wanted = match plan {
+            Plan::Taken { first, dep, top_up } => {
+                if let Some(n) = top_up {
                     self.reserve_ahead(ws, seq, n);
                 }
-                return Ok(taken);
+                return Ok((first, dep));
             }
-        }
-        // Reserve `count` plus a window: enough whether or not the reservation turns out
-        // contiguous with what is left of the current range.
-        let window = leases.entry(key, now).next_window(now);
-        drop(leases);
-        let wanted = count.saturating_add(window);
+            Plan::Reserve(n) => n,
+        };
         let (first, n, ticket) = match self.reserve_raw(ws, seq, wanted) {
             Ok((first, ticket)) => (first, wanted, ticket),
             // Near u64::MAX: reserve only what this request needs.
-            Err(Error::Exhausted { .. }) => {
+            Err(Error::Exhausted { .. }) if wanted > count => {
                 let (first, ticket) = self.reserve_raw(ws, seq, count)?;
                 (first, count, ticket)
             }
             Err(e) => return Err(e),
         };
         self.counters.reservations += 1;
-        let mut leases = lock(&self.leases);
-        let lease = leases.entry(key, now);
-        lease.add(first.0, n, ticket);
-        let taken = lease.take(count);
-        leases.mark_pending(key);
-        Ok(taken)
+        lock(&self.leases)
+            .reserved(key, first.0, n, ticket, count)
+            .ok_or_else(|| {
+                Error::Storage(StorageError::retryable(
+                    "lease reservation did not cover the request; nothing was taken",
+                ))
+            })
     }
 
-    /// A connection's [`super::Msg::Prefetch`]: reserves the next window of `key` unless one
-    /// is already on its way or the lease is gone.
+    /// A connection's [`super::Msg::Prefetch`]: tops up the lease of `key` unless a
+    /// reservation is already on its way or the lease is gone.
     pub(super) fn prefetch(&mut self, key: (WsId, SeqId)) {
         self.sync_generation();
-        let now = Instant::now();
-        let mut leases = lock(&self.leases);
-        let Some(lease) = leases.get_mut(key) else {
-            return;
-        };
-        // Answered now; a connection may ask again if this reservation fails.
-        lease.prefetch_done();
-        if !lease.wants_prefetch() {
-            return;
+        let n = lock(&self.leases).plan_prefetch(key, Instant::now());
+        if let Some(n) = n {
+            self.reserve_ahead(key.0, key.1, n);
         }
-        let n = lease.next_window(now);
-        drop(leases);
-        self.reserve_ahead(key.0, key.1, n);
     }
 
     /// Reserves `n` numbers after the lease's range (best effort: when the sequencer is busy,
@@ -92,10 +78,8 @@ impl Partition {
             return;
         };
         self.counters.reservations += 1;
-        let mut leases = lock(&self.leases);
-        if let Some(lease) = leases.get_mut((ws, seq)) {
-            lease.add(first.0, n, ticket);
-            leases.mark_pending((ws, seq));
-        }
+        // The lease cannot be gone: leases are created, evicted and cleared only under the
+        // partition's lock, which the caller holds.
+        let _ = lock(&self.leases).reserved((ws, seq), first.0, n, ticket, 0);
     }
 }
