@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::daemon::{FaultyBackend, TestServer, config, next};
+use common::daemon::{FaultyBackend, TestServer, config, metric, next};
 use seqd::daemon::{DurabilityMode, MemoryBackend};
 use seqd::storage::{FaultOps, SeqStorage};
 use seqd::{PartitionId, SeqId, WsId};
@@ -119,8 +119,35 @@ fn storage_failure_answers_busy_and_never_reissues() {
         assert!(busy > 0, "{mode:?}: a failing disk must show as BUSY");
         // Other partitions keep working.
         assert!(next(&mut con, 5, 1, 1).is_ok());
-        // The admin API tells the truth about it.
+        // Every BUSY is counted — those decided when answering and those that replaced a
+        // number whose write failed — per partition and in the node's metric, and so is
+        // every HTTP 503.
         let http = reqwest::blocking::Client::new();
+        let resp = http
+            .post(server.url("/v1/sequences/4/1/next"))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+        let seen = busy + 1;
+        let counted = server.status()["partitions"][0]["busy_replies"]
+            .as_u64()
+            .unwrap();
+        assert!(
+            counted >= seen,
+            "{mode:?}: {seen} BUSY seen, {counted} counted"
+        );
+        let metrics = server.metrics();
+        for series in [
+            "seqd_busy_replies_total",
+            "seqd_partition_busy_replies_total{partition=\"0\"}",
+        ] {
+            let counted = metric(&metrics, series);
+            assert!(
+                counted >= seen,
+                "{mode:?}: {seen} BUSY seen, {series} {counted}"
+            );
+        }
+        // The admin API tells the truth about it.
         let readyz = http.get(server.url("/readyz")).send().unwrap();
         assert_eq!(readyz.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
         let why = readyz.text().unwrap();

@@ -139,10 +139,20 @@ fn clip(s: &str) -> String {
     s.chars().take(32).collect()
 }
 
-fn reply_response(reply: Reply, ok: impl FnOnce(u64) -> serde_json::Value) -> Response {
+/// 503 with `Retry-After`: busy, retry. Counted with the protocol's `-BUSY` replies.
+fn unavailable(shared: &Shared, msg: impl Into<String>) -> Response {
+    shared.metrics.add_http_busy();
+    error(StatusCode::SERVICE_UNAVAILABLE, msg)
+}
+
+fn reply_response(
+    shared: &Shared,
+    reply: Reply,
+    ok: impl FnOnce(u64) -> serde_json::Value,
+) -> Response {
     match reply {
         Reply::Number(n) => Json(ok(n)).into_response(),
-        Reply::Busy(msg) => error(StatusCode::SERVICE_UNAVAILABLE, msg),
+        Reply::Busy(msg) => unavailable(shared, msg),
         Reply::Error(msg) => error(StatusCode::UNPROCESSABLE_ENTITY, msg),
     }
 }
@@ -156,7 +166,11 @@ async fn peek(
         Err(resp) => return *resp,
     };
     let reply = shared.partitions.one(Req::Peek { ws, seq }).await;
-    reply_response(reply, |n| json!({ "ws": ws, "seq": seq, "next": n }))
+    reply_response(
+        &shared,
+        reply,
+        |n| json!({ "ws": ws, "seq": seq, "next": n }),
+    )
 }
 
 async fn next(
@@ -197,6 +211,7 @@ async fn next(
     }
     let reply = shared.partitions.one(Req::Next { ws, seq, count }).await;
     reply_response(
+        &shared,
         reply,
         |first| json!({ "ws": ws, "seq": seq, "first": first, "last": first.saturating_add(count - 1), "count": count }),
     )
@@ -207,7 +222,7 @@ async fn flush(State(shared): State<Arc<Shared>>) -> Response {
         Ok(offsets) => {
             Json(json!({ "flushed": true, "checkpoint_offsets": offsets })).into_response()
         }
-        Err(msg) => error(StatusCode::SERVICE_UNAVAILABLE, msg),
+        Err(msg) => unavailable(&shared, msg),
     }
 }
 
@@ -229,10 +244,7 @@ async fn actualize(State(shared): State<Arc<Shared>>, Path(p): Path<String>) -> 
         )
             .into_response()
     } else {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is shutting down",
-        )
+        unavailable(&shared, "the server is shutting down")
     }
 }
 

@@ -66,7 +66,7 @@ impl Metrics {
         let busy = counter(
             &mut registry,
             "seqd_busy_replies",
-            "Requests answered -BUSY (retry later)",
+            "Requests answered -BUSY or HTTP 503 (retry later)",
         );
         let auth_failures = counter(&mut registry, "seqd_auth_failures", "Failed AUTH attempts");
         let connections_total = counter(
@@ -117,6 +117,12 @@ impl Metrics {
                 counter.inc_by(n);
             }
         }
+    }
+
+    /// One `503 Service Unavailable` of the HTTP API (busy, retry): counted with the
+    /// protocol's `-BUSY` replies.
+    pub(crate) fn add_http_busy(&self) {
+        self.busy.inc();
     }
 
     /// The Prometheus text exposition, with the partitions as of `statuses`.

@@ -19,109 +19,31 @@
 //! lease prefetches (reservations ahead, kept off the connections' threads), progress
 //! wake-ups and stop.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+mod batch;
 mod leased;
 mod worker;
 
+use batch::discarded;
+pub(crate) use batch::{Batch, Reply, Req};
 pub(crate) use worker::Worker;
 
 use super::config::DurabilityMode;
 use super::lease::{Key, LeaseTable};
 use super::status::{PartitionCounters, PartitionStatus};
 use crate::error::{BusyReason, Error};
-use crate::sequencer::{Closing, Committed, DurabilityWatcher, Sequencer};
+use crate::sequencer::{Closing, Committed, Sequencer};
 use crate::storage::SeqValue;
 use crate::types::{Number, PLogOffset, PartitionId, SeqId, WsId, WsKind};
 use crate::util::lock;
 
 /// The one workspace kind of the daemon: open, every sequence exists.
 pub(crate) const KIND: WsKind = WsKind(0);
-
-/// A request a partition answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Req {
-    /// `count` consecutive numbers.
-    Next { ws: u64, seq: u16, count: u64 },
-    /// The number the next `Next` would return.
-    Peek { ws: u64, seq: u16 },
-}
-
-impl Req {
-    /// The workspace, which picks the partition.
-    pub(crate) fn ws(self) -> u64 {
-        match self {
-            Req::Next { ws, .. } | Req::Peek { ws, .. } => ws,
-        }
-    }
-}
-
-/// A partition's answer to one [`Req`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Reply {
-    /// The first number (`Next`) or the next number (`Peek`).
-    Number(u64),
-    /// Try again: recovering, backpressure, or the numbers could not be persisted.
-    Busy(String),
-    /// A permanent refusal (sequence exhausted, storage corrupt).
-    Error(String),
-}
-
-/// Requests of one connection read for one partition, sent together and returned together.
-#[derive(Debug, Default)]
-pub(crate) struct Batch {
-    pub(crate) reqs: Vec<Req>,
-    pub(crate) replies: Vec<Reply>,
-    deps: Vec<Option<Committed>>,
-}
-
-impl Batch {
-    pub(crate) fn clear(&mut self) {
-        self.reqs.clear();
-        self.replies.clear();
-        self.deps.clear();
-    }
-
-    /// Whether every number in the batch may be acknowledged: resolves each reply whose
-    /// commit is now durable, and turns one whose commit an actualization discarded into
-    /// `-BUSY` (never acknowledged, so its numbers may be handed out again).
-    pub(crate) fn settle(&mut self, watcher: &DurabilityWatcher) -> bool {
-        let mut settled = true;
-        for (reply, dep) in self.replies.iter_mut().zip(self.deps.iter_mut()) {
-            let Some(c) = dep else { continue };
-            match watcher.is_durable(*c) {
-                Ok(true) => *dep = None,
-                Ok(false) => settled = false,
-                Err(_) => {
-                    *reply = Reply::Busy(discarded());
-                    *dep = None;
-                }
-            }
-        }
-        settled
-    }
-
-    /// Replaces every reply still waiting for durability with `msg`: not acknowledged.
-    pub(crate) fn abandon_unsettled(&mut self, msg: &str) {
-        for (reply, dep) in self.replies.iter_mut().zip(self.deps.iter_mut()) {
-            if dep.take().is_some() {
-                *reply = Reply::Busy(msg.to_string());
-            }
-        }
-    }
-
-    /// Answers every request with `msg` (the partition could not be reached).
-    pub(crate) fn fail(&mut self, msg: &str) {
-        self.replies.clear();
-        self.deps.clear();
-        self.replies
-            .extend(self.reqs.iter().map(|_| Reply::Busy(msg.to_string())));
-    }
-}
 
 /// What a partition worker is asked to do.
 pub(crate) enum Msg {
@@ -133,7 +55,8 @@ pub(crate) enum Msg {
     Flush(oneshot::Sender<Result<PLogOffset, String>>),
     /// Discard unflushed state and rebuild from storage.
     Actualize(oneshot::Sender<()>),
-    /// Lease mode: a connection used half of this sequence's window; reserve the next one.
+    /// Lease mode: a connection left less than half a window in this sequence's lease; top
+    /// it up.
     Prefetch(Key),
     /// Finish: wait for the last commit, close the sequencer, return unused lease cursors.
     Stop(oneshot::Sender<StopReport>),
@@ -164,6 +87,9 @@ pub(crate) struct Partition {
     last_commit: Option<Committed>,
     generation: u64,
     pub(crate) counters: PartitionCounters,
+    /// Replies answered with a number that became `-BUSY` while waiting for durability
+    /// (discarded, not persisted in time, shutdown); `counters.busy` counts the others.
+    late_busy: Arc<AtomicU64>,
 }
 
 /// A [`Partition`] as connections, HTTP handlers and its worker share it.
@@ -188,6 +114,7 @@ impl Partition {
             last_commit: None,
             generation: 0,
             counters: PartitionCounters::default(),
+            late_busy: Arc::default(),
         }
     }
 
@@ -253,6 +180,9 @@ impl Partition {
     pub(crate) fn answer(&mut self, batch: &mut Batch) {
         batch.replies.clear();
         batch.deps.clear();
+        if batch.late_busy.is_none() {
+            batch.late_busy = Some(Arc::clone(&self.late_busy));
+        }
         self.try_restore();
         let restoring = self.restore.is_some();
         for i in 0..batch.reqs.len() {
@@ -351,6 +281,7 @@ impl Partition {
         let mut counters = self.counters;
         counters.nexts += served.0;
         counters.numbers += served.1;
+        counters.busy += self.late_busy.load(Ordering::Relaxed);
         PartitionStatus::new(
             self.id,
             self.ready.load(Ordering::Acquire),
@@ -384,10 +315,6 @@ impl Partition {
 
 fn recovering() -> String {
     "BUSY partition is recovering; retry shortly".into()
-}
-
-fn discarded() -> String {
-    "BUSY storage failed before these numbers were persisted; they were not issued, retry".into()
 }
 
 /// The reply for a sequencer error.

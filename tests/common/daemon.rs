@@ -88,6 +88,21 @@ impl TestServer {
         format!("http://{}{path}", self.admin)
     }
 
+    /// `GET /v1/status`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let body = reqwest::blocking::get(self.url("/v1/status"))
+            .and_then(|r| r.text())
+            .expect("GET /v1/status");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("status is not JSON ({e}): {body}"))
+    }
+
+    /// `GET /metrics`, the Prometheus text.
+    pub fn metrics(&self) -> String {
+        reqwest::blocking::get(self.url("/metrics"))
+            .and_then(|r| r.text())
+            .expect("GET /metrics")
+    }
+
     /// Raw TCP: sends `bytes`, reads until the server closes or `wait` passes.
     pub fn raw(&self, bytes: &[u8], wait: Duration) -> Vec<u8> {
         let mut s = TcpStream::connect(self.addr).expect("connect");
@@ -135,6 +150,15 @@ pub fn wait_readyz(admin: &str) {
             .send()
             .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
     });
+}
+
+/// The value of one series in a Prometheus text exposition, e.g.
+/// `seqd_flush_batches_total{partition="0"}`; panics if it is missing.
+pub fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
 }
 
 /// `NEXT ws seq count`.
