@@ -17,9 +17,9 @@ const SHOW_MAX: usize = 32;
 /// One request, typed. Borrowed arguments point into the connection's read buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command<'a> {
-    /// `GETSEQ`: the sequence types this server knows.
+    /// `GETSEQ`: the next number of the default sequence — `NEXT 0 0`.
     GetSeq,
-    /// `CURRENT`: the partition's current state.
+    /// `CURRENT`: the number the next `GETSEQ` would return, without taking it — `PEEK 0 0`.
     Current,
     /// `NEXT ws seq [count]`: take `count` (default 1, 1..=[`MAX_COUNT`]) numbers.
     Next {
@@ -30,7 +30,7 @@ pub enum Command<'a> {
         /// How many numbers.
         count: u64,
     },
-    /// `PEEK ws seq`: the last number handed out, without taking one.
+    /// `PEEK ws seq`: the number the next `NEXT ws seq` would return, without taking it.
     Peek {
         /// Workspace id.
         ws: u64,

@@ -38,7 +38,7 @@ pub enum LogFormat {
 
 /// The daemon's configuration. Every field has a flag and an environment variable; the
 /// defaults make `seqd serve` with no arguments a working local server.
-#[derive(Args, Clone, Debug)]
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Data directory (RocksDB). Created if missing.
     #[arg(long, env = "SEQD_DATA_DIR", default_value = "./seqd-data")]
@@ -105,12 +105,24 @@ pub struct Config {
     #[arg(long, env = "SEQD_MAX_LEASES", default_value_t = 100_000)]
     pub max_leases: usize,
 
-    /// Close a connection that sent part of a request and nothing more for this many seconds.
-    #[arg(long, env = "SEQD_REQUEST_TIMEOUT", default_value_t = 30)]
+    /// Close a connection that sent part of a request and did not complete it within this
+    /// many seconds (`--request-timeout`).
+    #[arg(
+        long = "request-timeout",
+        env = "SEQD_REQUEST_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 30
+    )]
     pub request_timeout_secs: u64,
 
-    /// Close a connection whose replies have not been read for this many seconds.
-    #[arg(long, env = "SEQD_WRITE_TIMEOUT", default_value_t = 30)]
+    /// Close a connection whose replies have not been read for this many seconds
+    /// (`--write-timeout`).
+    #[arg(
+        long = "write-timeout",
+        env = "SEQD_WRITE_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 30
+    )]
     pub write_timeout_secs: u64,
 
     /// Log format.

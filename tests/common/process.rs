@@ -3,8 +3,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 pub struct Daemon {
@@ -14,6 +14,19 @@ pub struct Daemon {
     /// The HTTP admin address.
     pub admin: String,
     started: Instant,
+    /// Every line the daemon wrote to stderr (its log) so far.
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+/// The address a log line announces after `marker`: up to the first space or quote (the
+/// line may be JSON).
+fn address_after(line: &str, marker: &str) -> Option<String> {
+    let rest = line.split(marker).nth(1)?;
+    let addr: String = rest
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '"')
+        .collect();
+    (!addr.is_empty()).then_some(addr)
 }
 
 impl Daemon {
@@ -44,6 +57,8 @@ impl Daemon {
         let (tx, rx) = mpsc::channel();
         // SEQD_TEST_LOG=1 shows the daemon's log with the test's output.
         let echo = std::env::var("SEQD_TEST_LOG").as_deref() == Ok("1");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if echo {
@@ -53,10 +68,11 @@ impl Daemon {
                     ("addr", "protocol listening on "),
                     ("admin", "http admin listening on "),
                 ] {
-                    if let Some(addr) = line.split(marker).nth(1) {
-                        let _ = tx.send((what, addr.trim().to_string()));
+                    if let Some(addr) = address_after(&line, marker) {
+                        let _ = tx.send((what, addr));
                     }
                 }
+                lines.lock().unwrap().push(line);
             }
         });
         let (mut addr, mut admin) = (None, None);
@@ -75,7 +91,35 @@ impl Daemon {
             addr: addr.unwrap_or_default(),
             admin: admin.unwrap_or_default(),
             started,
+            log,
         }
+    }
+
+    /// The daemon's log lines (stderr) so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends the signals named (`TERM`, `INT`, ...) back to back, from one shell.
+    pub fn signal(&self, names: &[&str]) {
+        let script: Vec<String> = names.iter().map(|n| format!("kill -{n} $0")).collect();
+        let status = Command::new("sh")
+            .args(["-c", &script.join("; "), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {names:?}");
+    }
+
+    /// Waits at most `limit` for the daemon to exit: its status and how long it took.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<(ExitStatus, Duration)> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some((status, start.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
     }
 
     /// A connection whose reads give up after 60 s, so a hung server fails the test.
@@ -99,14 +143,17 @@ impl Daemon {
     }
 
     /// SIGTERM; asserts a clean exit (status 0).
-    pub fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exit = self.child.wait().unwrap();
-        assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
+    pub fn terminate(self) {
+        self.stop_with("TERM");
+    }
+
+    /// Sends `signal` (`TERM` or `INT`); asserts a clean exit (status 0) within the drain
+    /// bound and the final flush (30 s on a loaded machine).
+    pub fn stop_with(mut self, signal: &str) {
+        self.signal(&[signal]);
+        let exit = self.wait_exit(Duration::from_secs(30));
+        let (status, _) = exit.unwrap_or_else(|| panic!("SIG{signal}: no exit within 30 s"));
+        assert!(status.success(), "graceful shutdown exits 0: {status:?}");
     }
 
     /// SIGKILL: a crash.
