@@ -132,6 +132,25 @@ fn errors_are_json_with_the_right_status() {
             StatusCode::BAD_REQUEST,
             "unknown query parameter",
         ),
+        // Not UTF-8 once percent-decoded: axum's own rejection, answered as JSON too.
+        (
+            "GET",
+            "/v1/sequences/%ff/1",
+            StatusCode::BAD_REQUEST,
+            "bad path",
+        ),
+        (
+            "POST",
+            "/v1/sequences/1/%ff%fe/next",
+            StatusCode::BAD_REQUEST,
+            "bad path",
+        ),
+        (
+            "POST",
+            "/v1/partitions/%ff/actualize",
+            StatusCode::BAD_REQUEST,
+            "bad path",
+        ),
         (
             "GET",
             "/v1/nothing",

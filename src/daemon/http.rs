@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -114,6 +115,21 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
     .into_response()
 }
 
+/// A path parameter axum could not extract (e.g. an invalid percent-escape such as `%ff`):
+/// 400 with the JSON error body, like every other error.
+fn bad_path(e: PathRejection) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        format!("bad path: {}", e.body_text()),
+    )
+}
+
+/// The ids of `/v1/sequences/{ws}/{seq}`, or the error response.
+fn ids(path: Result<Path<(String, String)>, PathRejection>) -> Result<(u64, u16), Box<Response>> {
+    let Path((ws, seq)) = path.map_err(|e| Box::new(bad_path(e)))?;
+    parse_ids(&ws, &seq)
+}
+
 fn parse_ids(ws: &str, seq: &str) -> Result<(u64, u16), Box<Response>> {
     let ws = ws.parse::<u64>().map_err(|_| {
         bad(format!(
@@ -159,9 +175,9 @@ fn reply_response(
 
 async fn peek(
     State(shared): State<Arc<Shared>>,
-    Path((ws, seq)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Response {
-    let (ws, seq) = match parse_ids(&ws, &seq) {
+    let (ws, seq) = match ids(path) {
         Ok(ids) => ids,
         Err(resp) => return *resp,
     };
@@ -175,10 +191,10 @@ async fn peek(
 
 async fn next(
     State(shared): State<Arc<Shared>>,
-    Path((ws, seq)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let (ws, seq) = match parse_ids(&ws, &seq) {
+    let (ws, seq) = match ids(path) {
         Ok(ids) => ids,
         Err(resp) => return *resp,
     };
@@ -226,7 +242,14 @@ async fn flush(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn actualize(State(shared): State<Arc<Shared>>, Path(p): Path<String>) -> Response {
+async fn actualize(
+    State(shared): State<Arc<Shared>>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let p = match path {
+        Ok(Path(p)) => p,
+        Err(e) => return bad_path(e),
+    };
     let n = shared.partitions.len();
     let p = match p.parse::<usize>() {
         Ok(p) if p < n => p,
