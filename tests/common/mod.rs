@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod daemon;
+pub mod load;
 pub mod model;
 pub mod process;
 

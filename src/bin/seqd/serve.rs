@@ -20,7 +20,15 @@ pub fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(daemon::serve(config, shutdown_signal())) {
+    let served = runtime.block_on(async {
+        // Registered before anything is served, so that neither signal is ever missed: not
+        // the first (before the daemon listens), not a second one right after it.
+        let signals = Signals::register().map_err(|e| format!("cannot listen for signals: {e}"))?;
+        daemon::serve(config, shutdown_signal(signals))
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -29,36 +37,60 @@ pub fn run(config: Config) -> ExitCode {
     }
 }
 
-/// Resolves at the first SIGTERM or SIGINT; a second one exits at once.
-async fn shutdown_signal() {
-    first_signal().await;
+/// Resolves at the first SIGTERM or SIGINT; a second one exits at once with status 130.
+async fn shutdown_signal(mut signals: Signals) {
+    if !signals.recv().await {
+        // No signal can arrive: run until killed.
+        std::future::pending::<()>().await;
+    }
     tracing::info!("signal received: shutting down (send it again to exit at once)");
-    tokio::spawn(async {
-        first_signal().await;
-        tracing::warn!("second signal: exiting without a clean shutdown");
-        std::process::exit(130);
+    tokio::spawn(async move {
+        if signals.recv().await {
+            tracing::warn!("second signal: exiting without a clean shutdown");
+            std::process::exit(130);
+        }
     });
 }
 
-async fn first_signal() {
+/// SIGTERM and SIGINT (Ctrl-C elsewhere), as one stream of "stop" requests. Each kind is
+/// delivered once however often it arrived since the last `recv`, like any Unix signal.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (inside the runtime).
+    fn register() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Signals {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// The next signal; false if none can arrive any more.
+    async fn recv(&mut self) -> bool {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                r = self.term.recv() => r.is_some(),
+                r = self.int.recv() => r.is_some(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c().await.is_ok()
+        }
     }
 }
 
