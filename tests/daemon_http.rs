@@ -4,20 +4,10 @@ mod common;
 
 use std::sync::Arc;
 
-use common::daemon::{TestServer, config, next};
+use common::daemon::{TestServer, config, json, next};
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use seqd::daemon::{Config, DurabilityMode, MemoryBackend};
-use serde_json::Value;
-
-fn json(resp: reqwest::blocking::Response) -> (StatusCode, Value) {
-    let status = resp.status();
-    let body = resp.text().unwrap();
-    (
-        status,
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}")),
-    )
-}
 
 #[test]
 fn every_endpoint_answers() {

@@ -152,6 +152,14 @@ pub fn wait_readyz(admin: &str) {
     });
 }
 
+/// A response's status and JSON body; panics if the body is not JSON.
+pub fn json(resp: reqwest::blocking::Response) -> (reqwest::StatusCode, serde_json::Value) {
+    let status = resp.status();
+    let body = resp.text().unwrap();
+    let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    (status, value)
+}
+
 /// The value of one series in a Prometheus text exposition, e.g.
 /// `seqd_flush_batches_total{partition="0"}`; panics if it is missing.
 pub fn metric(text: &str, series: &str) -> u64 {
