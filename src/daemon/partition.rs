@@ -165,7 +165,8 @@ impl Partition {
         for (c, limit) in limits {
             leases.restore((c.ws, c.seq), c.number.0, limit.0, now);
         }
-        let restored = leases.stats().leases;
+        let stats = leases.stats();
+        let restored = stats.leases + stats.parked;
         drop(leases);
         if let Some(e) = failed {
             // Those sequences resume above their stored reservation: a gap, never a reuse.
