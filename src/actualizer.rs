@@ -54,6 +54,8 @@ pub(crate) fn run(shared: &Shared, backoff: &mut Backoff) -> Result<(), Stopped>
         inner.actualize_requested = false;
         inner.pending.clear();
         inner.pending_next = None;
+        inner.due = None;
+        inner.handed_over = None;
         inner.inflight = None;
         inner.inflight_len = 0;
         shared.recompute_unflushed(&inner);

@@ -64,6 +64,7 @@ mod util;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BusyReason, Error, Result};
+pub use flusher::{FlushHandle, FlushNow};
 pub use options::{Options, ProgressHook, RetryPolicy};
 pub use sequencer::{Committed, DurabilityWatcher, Sequencer, Transaction};
 pub use stats::{SequencerState, Stats};

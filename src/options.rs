@@ -37,9 +37,11 @@ pub struct Options {
     /// Default: 100,000. Must be ≥ 1.
     pub max_unflushed: usize,
 
-    /// How long the flusher lingers before it takes a batch, letting the batch grow. Default:
-    /// 1 ms. Zero writes at once and lets batches grow only while a write is in flight (group
-    /// commit), for the lowest latency. At most 10 s.
+    /// How long the flusher lets a batch grow: it writes the pending batch this long after
+    /// the batch's first commit (or at once when a write in flight ends later than that).
+    /// Default: 1 ms. Zero writes at once and lets batches grow only while a write is in
+    /// flight (group commit), for the lowest latency. A [`FlushHandle`](crate::FlushHandle)
+    /// may write the batch sooner. At most 10 s.
     pub flush_interval: Duration,
 
     /// Retries of failed flushes. Default: see [`RetryPolicy::default`].

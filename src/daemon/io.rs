@@ -18,14 +18,16 @@
 //! to [`super::DRAIN`] for its connections (which saw the daemon's stop signal) to finish
 //! the requests they read, aborts what is left, and exits. `stop` joins the threads.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::Shared;
+use super::{DurabilityMode, Shared};
 use crate::error::{Error, Result};
+use crate::flusher::FlushHandle;
 
 /// A connection on its way to a thread.
 type Handover = (std::net::TcpStream, OwnedSemaphorePermit);
@@ -49,6 +51,7 @@ impl IoThreads {
         for i in 0..n {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .on_thread_park(write_before_sleep)
                 .build()
                 .map_err(|e| Error::Io {
                     context: format!("cannot start the event loop of connection thread {i}"),
@@ -58,7 +61,10 @@ impl IoThreads {
             let (shared, stop) = (Arc::clone(shared), stop.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("seqd-io-{i}"))
-                .spawn(move || runtime.block_on(serve(shared, rx, stop)))
+                .spawn(move || {
+                    install_writers(&shared);
+                    runtime.block_on(serve(shared, rx, stop))
+                })
                 .map_err(|e| Error::Io {
                     context: format!("cannot start connection thread {i}"),
                     source: e,
@@ -161,6 +167,66 @@ fn relays(shared: &Shared) -> (Vec<watch::Receiver<u64>>, JoinSet<()>) {
         receivers.push(rx);
     }
     (receivers, tasks)
+}
+
+/// Sync mode, per connection thread: a handle per partition to write its pending batch,
+/// and the partitions this thread's connections committed to since it last wrote.
+struct Writers {
+    handles: Vec<Option<FlushHandle>>,
+    committed: Vec<usize>,
+    marked: Vec<bool>,
+}
+
+thread_local! {
+    static WRITERS: RefCell<Option<Writers>> = const { RefCell::new(None) };
+}
+
+fn install_writers(shared: &Shared) {
+    if shared.config.durability != DurabilityMode::Sync {
+        return;
+    }
+    let n = shared.partitions.len();
+    let writers = Writers {
+        handles: (0..n).map(|p| shared.partitions.flush_handle(p)).collect(),
+        committed: Vec::with_capacity(n),
+        marked: vec![false; n],
+    };
+    WRITERS.with(|w| *w.borrow_mut() = Some(writers));
+}
+
+/// Sync mode: a connection on this thread committed numbers on partition `p`; they are
+/// written when the thread has nothing left to run ([`write_before_sleep`]).
+pub(crate) fn committed(p: usize) {
+    WRITERS.with(|w| {
+        if let Some(w) = w.borrow_mut().as_mut()
+            && let Some(marked) = w.marked.get_mut(p)
+            && !*marked
+        {
+            *marked = true;
+            w.committed.push(p);
+        }
+    });
+}
+
+/// Runs when the thread's event loop is about to sleep (every connection with input has
+/// been answered): writes each partition's batch its connections committed to, as Redis
+/// writes its AOF before it sleeps. The batch holds everything those reads committed; the
+/// durable write's progress signal then wakes this thread's connections without a
+/// cross-thread hand-over. A partition that is already writing (another thread, or its
+/// worker) writes this batch right after (`FlushNow::Busy`); a failure goes to its worker.
+fn write_before_sleep() {
+    WRITERS.with(|w| {
+        let mut guard = w.borrow_mut();
+        let Some(w) = guard.as_mut() else { return };
+        while let Some(p) = w.committed.pop() {
+            if let Some(marked) = w.marked.get_mut(p) {
+                *marked = false;
+            }
+            if let Some(Some(handle)) = w.handles.get_mut(p) {
+                handle.flush_now();
+            }
+        }
+    });
 }
 
 /// Counts a connection as open until it ends, however it ends (also when aborted).

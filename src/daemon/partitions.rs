@@ -12,6 +12,7 @@ use super::partition::{Batch, Core, KIND, Msg, Partition, Reply, Req, Worker};
 use super::status::{PartitionStatus, not_ready_because};
 use super::store::Backend;
 use crate::error::{Error, Result};
+use crate::flusher::FlushHandle;
 use crate::options::{Options, ProgressHook};
 use crate::sequencer::{DurabilityWatcher, Sequencer};
 use crate::storage::SeqValue;
@@ -21,6 +22,10 @@ use crate::util::lock;
 /// Messages (status, flush, actualize, prefetch, stop) queued per partition worker before
 /// senders wait; prefetches beyond it are dropped (a later request asks again).
 const QUEUE: usize = 1024;
+/// Sync mode: how long the partition's worker leaves a pending batch to the connection
+/// threads (which write it when they go idle, within microseconds) before it writes it
+/// itself; it bounds the wait of a commit no connection thread writes (HTTP, the worker's).
+const CALLER_WRITES: std::time::Duration = std::time::Duration::from_millis(2);
 /// Longest a reply waits for its numbers to become durable before it is answered `-BUSY`.
 pub(crate) const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -34,6 +39,9 @@ struct Handle {
     /// Bumped by the flusher on every durable write, discard and actualization.
     durable: watch::Receiver<u64>,
     watcher: DurabilityWatcher,
+    /// Sync mode: writes the partition's pending batch on the caller's thread (see
+    /// `io::write_before_sleep`).
+    flush: Option<FlushHandle>,
     ready: Arc<AtomicBool>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -96,13 +104,20 @@ impl Partitions {
                     }
                 })
             };
+            let sync = config.durability == super::DurabilityMode::Sync;
             let options = Options {
                 seq_types: SeqTypes::new().with_all(KIND, Number(config.initial)),
                 cache_capacity: config.cache_capacity,
                 max_unflushed: config.max_unflushed,
-                // Replies wait for the write: start it at once; group commit still batches
-                // everything that arrives while one is in flight.
-                flush_interval: std::time::Duration::ZERO,
+                // Sync: the connection threads write each batch themselves before they
+                // sleep; the worker writes only what they left (after CALLER_WRITES), and
+                // retries. Lease: reservations are written at once; group commit still
+                // batches everything that arrives while one is in flight.
+                flush_interval: if sync {
+                    CALLER_WRITES
+                } else {
+                    std::time::Duration::ZERO
+                },
                 on_progress: Some(hook),
                 ..Options::default()
             };
@@ -111,6 +126,7 @@ impl Partitions {
             let storage = backend.partition(PartitionId(p));
             let seq = Sequencer::open_named(storage, options, &format!("seqd-flush-{p}"))?;
             let watcher = seq.watcher();
+            let flush = sync.then(|| seq.flush_handle());
             let partition = Partition::new(
                 PartitionId(p),
                 seq,
@@ -135,6 +151,7 @@ impl Partitions {
                 leases: lease_mode.then_some(leases),
                 durable,
                 watcher,
+                flush,
                 ready,
                 thread: std::sync::Mutex::new(Some(thread)),
             });
@@ -190,6 +207,11 @@ impl Partitions {
         }
     }
 
+    /// Sync mode: a handle that writes partition `p`'s pending batch on the caller's thread.
+    pub(crate) fn flush_handle(&self, p: usize) -> Option<FlushHandle> {
+        self.handles.get(p)?.flush.clone()
+    }
+
     /// Partition `p`'s progress signal: bumped by its flusher after every durable write,
     /// discard and actualization; closed when its sequencer closes.
     pub(crate) fn progress(&self, p: usize) -> Option<watch::Receiver<u64>> {
@@ -243,6 +265,11 @@ impl Partitions {
         let mut batch = Batch::default();
         batch.reqs.push(req);
         self.answer(p, &mut batch);
+        if let Some(mut flush) = self.flush_handle(p) {
+            // Sync: write it now rather than after CALLER_WRITES. Busy or failed, the
+            // worker writes it.
+            let _ = tokio::task::spawn_blocking(move || flush.flush_now()).await;
+        }
         if let Some(mut durable) = self.progress(p) {
             self.settle(p, &mut batch, &mut durable).await;
         }

@@ -407,6 +407,7 @@ impl Conn {
         for (p, batch) in self.batches.iter_mut().enumerate() {
             if !batch.reqs.is_empty() {
                 self.shared.partitions.answer(p, batch);
+                super::io::committed(p);
             }
         }
         for ((p, batch), durable) in self.batches.iter_mut().enumerate().zip(&mut self.progress) {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::cache::WsCache;
 use crate::error::{BusyReason, Error, Result};
-use crate::flusher;
+use crate::flusher::{self, FlushHandle};
 use crate::options::Options;
 use crate::stats::Stats;
 use crate::storage::SeqStorage;
@@ -279,6 +279,12 @@ impl Sequencer {
                 }
             }
         }
+        if inner.pending_next.is_none() {
+            let linger = self.shared.options.flush_interval;
+            if !linger.is_zero() {
+                inner.due = Some(self.shared.options.clock.now() + linger);
+            }
+        }
         inner.pending_next = Some(next);
         self.shared.recompute_unflushed(&inner);
         let wake = self.shared.wake_worker(&mut inner);
@@ -347,6 +353,12 @@ impl Sequencer {
     /// [`DurabilityWatcher::wait_flushed`].
     pub fn wait_flushed(&self, offset: PLogOffset, timeout: Duration) -> Result<()> {
         self.watcher().wait_flushed(offset, timeout)
+    }
+
+    /// A handle that writes the pending batch on the calling thread, at once, instead of
+    /// leaving it to the background worker (see [`FlushHandle`]).
+    pub fn flush_handle(&self) -> FlushHandle {
+        FlushHandle::new(Arc::clone(&self.shared))
     }
 
     /// A handle other threads can use to wait for durability while this one keeps sequencing.

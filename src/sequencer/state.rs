@@ -89,12 +89,24 @@ pub(crate) struct Inner {
     /// The offset after the newest committed transaction, if any was committed since the last
     /// take (a transaction without numbers still advances the offset).
     pub(crate) pending_next: Option<PLogOffset>,
-    /// The batch being written. Shared with the worker, which iterates it without the lock.
+    /// When the worker writes the pending batch (`flush_interval` after its first commit);
+    /// `None`: at once.
+    pub(crate) due: Option<Instant>,
+    /// The batch being written. Shared with the writer, which iterates it without the lock.
     pub(crate) inflight: Option<Arc<ValueMap>>,
     pub(crate) inflight_len: usize,
     /// An emptied map kept to swap in for `pending`, so steady state does not allocate.
     pub(crate) spare: ValueMap,
     pub(crate) worker_idle: bool,
+    /// A [`FlushHandle`](crate::FlushHandle) is writing `inflight`; the worker waits.
+    pub(crate) caller_writing: bool,
+    /// The worker waits for that write to end.
+    pub(crate) worker_waits_for_caller: bool,
+    /// The worker waits for the pending batch to become `due` (commits do not wake it).
+    pub(crate) worker_lingering: bool,
+    /// A batch a `FlushHandle` failed to write (and whether the error was retryable), for
+    /// the worker to retry; it is also still `inflight`.
+    pub(crate) handed_over: Option<(Arc<ValueMap>, PLogOffset, bool)>,
     pub(crate) actualize_requested: bool,
     pub(crate) stop: Option<Instant>,
     /// The checkpoint known durable: every transaction below it is on disk.
@@ -125,10 +137,15 @@ impl Shared {
             inner: Mutex::new(Inner {
                 pending: ValueMap::default(),
                 pending_next: None,
+                due: None,
                 inflight: None,
                 inflight_len: 0,
                 spare: ValueMap::default(),
                 worker_idle: false,
+                caller_writing: false,
+                worker_waits_for_caller: false,
+                worker_lingering: false,
+                handed_over: None,
                 // Opening is an actualization: recovery runs before the first start.
                 actualize_requested: true,
                 stop: None,

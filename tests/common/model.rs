@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use seqd::storage::{FaultOps, FaultyStorage, SeqStorage, SeqValue, StorageError};
 use seqd::{
-    Error, Number, Options, PLogOffset, RetryPolicy, SeqId, SeqTypes, Sequencer, WsId, WsKind,
+    Error, FlushNow, Number, Options, PLogOffset, RetryPolicy, SeqId, SeqTypes, Sequencer, WsId,
+    WsKind,
 };
 
 pub const KIND: WsKind = WsKind(7);
@@ -93,6 +94,9 @@ pub enum Op {
     },
     /// Without faults: wait until everything is durable and compare storage with the model.
     Sync,
+    /// Write the pending batch on this thread (`FlushHandle::flush_now`), as the daemon's
+    /// connection threads do.
+    FlushNow,
 }
 
 pub fn op_strategy() -> impl Strategy<Value = Op> {
@@ -118,6 +122,7 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
         2 => Just(Op::Reopen),
         1 => (0..6u64, 0..3usize, number).prop_map(|(ws, seq, number)| Op::Foreign { ws, seq, number }),
         2 => Just(Op::Sync),
+        3 => Just(Op::FlushNow),
     ]
 }
 
@@ -264,8 +269,27 @@ impl<B: Backend> Harness<B> {
                 self.model.foreign_pending = true;
             }
             Op::Sync => self.sync(),
+            Op::FlushNow => self.flush_now(),
         }
         self.check_invariants();
+    }
+
+    fn flush_now(&mut self) {
+        let seq = self.seq();
+        let before = seq.next_offset();
+        let outcome = seq.flush_handle().flush_now();
+        if outcome == FlushNow::Written {
+            // This thread is the only one committing: the batch held every commit so far.
+            assert!(
+                self.seq().flushed_offset().0 + 1 >= before.0,
+                "a caller's write left commits before it unflushed: {:?} < {:?}",
+                self.seq().flushed_offset(),
+                before
+            );
+        }
+        if !self.faults_on() {
+            assert_ne!(outcome, FlushNow::Failed, "a write failed without faults");
+        }
     }
 
     fn set_faults(&mut self, f: Faults) {

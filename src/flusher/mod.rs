@@ -7,6 +7,10 @@
 //! storage is slow. Failed writes are retried with jittered exponential backoff; when the
 //! retry budget is spent, or the error is permanent, the batch is given up and the partition
 //! is actualized. The worker never holds the lock across a storage call.
+//!
+//! A batch may also be written by the embedder on its own thread ([`FlushHandle`], in
+//! `caller.rs`); there is one write in flight at a time, and the worker retries a batch a
+//! caller failed to write.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -16,14 +20,21 @@ use std::time::{Duration, Instant};
 
 use crate::actualizer;
 use crate::options::Backoff;
-use crate::sequencer::state::{Counters, Shared, Status, ValueMap};
-use crate::storage::SeqValue;
+use crate::sequencer::state::{Counters, Inner, Shared, Status, ValueMap};
+use crate::storage::{SeqValue, StorageError};
 use crate::types::{Number, PLogOffset};
+
+mod caller;
+
+use caller::caller_done;
+pub use caller::{FlushHandle, FlushNow};
 
 /// What the worker does next.
 enum Job {
     Actualize,
-    Flush(Arc<ValueMap>, PLogOffset),
+    /// Write a batch; `Some(retryable)` when a caller's write of it already failed
+    /// ([`FlushHandle`] hands such a batch over).
+    Flush(Arc<ValueMap>, PLogOffset, Option<bool>),
     Exit,
 }
 
@@ -65,8 +76,8 @@ fn run(shared: &Shared) {
                     return; // stopped
                 }
             }
-            Job::Flush(batch, next) => {
-                if !flush(shared, &mut backoff, &mut values, batch, next) {
+            Job::Flush(batch, next, failed) => {
+                if !flush(shared, &mut backoff, &mut values, batch, next, failed) {
                     return; // stopped with what it could not write recorded
                 }
             }
@@ -77,27 +88,34 @@ fn run(shared: &Shared) {
 /// Blocks until there is something to do.
 fn next_job(shared: &Shared) -> Job {
     let mut inner = shared.lock();
-    let mut lingered = shared.options.flush_interval.is_zero();
     loop {
+        if inner.caller_writing {
+            // A caller is writing a batch ([`FlushHandle`]); it wakes the worker when done.
+            inner.worker_waits_for_caller = true;
+            inner = shared.work.wait(inner).unwrap_or_else(|e| e.into_inner());
+            inner.worker_waits_for_caller = false;
+            continue;
+        }
         if inner.actualize_requested && inner.stop.is_none() {
             return Job::Actualize;
         }
+        if let Some((batch, next, retryable)) = inner.handed_over.take() {
+            return Job::Flush(batch, next, Some(retryable));
+        }
         let ready = shared.status() == Status::Ready || shared.status() == Status::Closing;
         if inner.pending_next.is_some() && ready && !inner.actualize_requested {
-            if !lingered && inner.stop.is_none() {
-                // Let the batch grow for flush_interval before taking it.
-                lingered = true;
+            // Let the batch grow until it is due (`flush_interval` after its first commit).
+            let now = shared.options.clock.now();
+            if let Some(due) = inner.due.filter(|&due| due > now && inner.stop.is_none()) {
+                inner.worker_lingering = true;
                 drop(inner);
-                pause(shared, shared.options.flush_interval);
+                pause(shared, due - now);
                 inner = shared.lock();
+                inner.worker_lingering = false;
                 continue;
             }
-            let next = inner.pending_next.take().unwrap_or(inner.durable_next);
-            let spare = std::mem::take(&mut inner.spare);
-            let batch = Arc::new(std::mem::replace(&mut inner.pending, spare));
-            inner.inflight_len = batch.len();
-            inner.inflight = Some(Arc::clone(&batch));
-            return Job::Flush(batch, next);
+            let (batch, next) = take_batch(&mut inner);
+            return Job::Flush(batch, next, None);
         }
         if inner.stop.is_some() {
             return Job::Exit;
@@ -108,61 +126,106 @@ fn next_job(shared: &Shared) -> Job {
     }
 }
 
-/// Writes one batch, retrying. Returns false if the worker must exit (stopped).
-fn flush(
-    shared: &Shared,
-    backoff: &mut Backoff,
-    values: &mut Vec<SeqValue>,
-    batch: Arc<ValueMap>,
-    next: PLogOffset,
-) -> bool {
+/// Takes everything pending as the batch to write (it stays reachable as `inflight` until
+/// written, so a cache miss still finds its numbers).
+fn take_batch(inner: &mut Inner) -> (Arc<ValueMap>, PLogOffset) {
+    let next = inner.pending_next.take().unwrap_or(inner.durable_next);
+    inner.due = None;
+    let spare = std::mem::take(&mut inner.spare);
+    let batch = Arc::new(std::mem::replace(&mut inner.pending, spare));
+    inner.inflight_len = batch.len();
+    inner.inflight = Some(Arc::clone(&batch));
+    (batch, next)
+}
+
+/// The batch's values in key order. An ordered store (RocksDB's skiplist memtable) then
+/// inserts each key next to the previous one instead of searching from the top; with batches
+/// of thousands of keys this cut RocksDB's write time per key about threefold (W4,
+/// BENCHMARKS.md).
+fn sorted_values(values: &mut Vec<SeqValue>, batch: &ValueMap) {
     values.clear();
     values.extend(batch.iter().map(|(&(ws, seq), &n)| SeqValue {
         ws,
         seq,
         number: Number(n),
     }));
-    // In key order: an ordered store (RocksDB's skiplist memtable) then inserts each key next
-    // to the previous one instead of searching from the top; with batches of thousands of
-    // keys this cut RocksDB's write time per key about threefold (W4, BENCHMARKS.md).
     values.sort_unstable_by_key(|v| (v.ws, v.seq));
+}
+
+/// A batch is durable: record it, drop it from `inflight`, move the checkpoint and wake
+/// everyone waiting for progress. `by_caller`: a [`FlushHandle`] wrote it (and the worker
+/// may be waiting for that write to end).
+fn written(
+    shared: &Shared,
+    batch: Arc<ValueMap>,
+    keys: usize,
+    took: Duration,
+    next: PLogOffset,
+    by_caller: bool,
+) {
+    shared.counters.record_write(keys, took);
+    shared.storage_failing.store(false, Ordering::Release);
+    drop(batch);
+    let mut inner = shared.lock();
+    finish_inflight(&mut inner);
+    shared.set_durable(&mut inner, next);
+    shared.recompute_unflushed(&inner);
+    let wake = by_caller && caller_done(&mut inner);
+    drop(inner);
+    if wake {
+        shared.work.notify_one();
+    }
+    shared.notify_progress();
+}
+
+/// A storage call failed: count it and remember it for `Stats`.
+fn record_error(shared: &Shared, e: &StorageError) {
+    Counters::add(&shared.counters.flush_errors, 1);
+    shared.storage_failing.store(true, Ordering::Release);
+    shared.lock().last_error = Some(e.to_string());
+}
+
+/// Writes one batch, retrying; `failed` says a caller's attempt at it already failed (and
+/// whether that error was retryable). Returns false if the worker must exit (stopped).
+fn flush(
+    shared: &Shared,
+    backoff: &mut Backoff,
+    values: &mut Vec<SeqValue>,
+    batch: Arc<ValueMap>,
+    next: PLogOffset,
+    mut failed: Option<bool>,
+) -> bool {
+    sorted_values(values, &batch);
     let counters = &shared.counters;
     backoff.reset();
     loop {
+        if let Some(retryable) = failed.take() {
+            let stop = shared.stop_deadline();
+            let past_deadline = stop.is_some_and(|d| Instant::now() >= d);
+            let budget_left = backoff.attempts() + 1 < shared.options.retry.max_attempts;
+            let abandon = shared.lock().actualize_requested;
+            let retry = retryable && budget_left && !past_deadline && !abandon;
+            if !retry {
+                return give_up(shared, batch, stop.is_some());
+            }
+            Counters::add(&counters.flush_retries, 1);
+            let mut delay = backoff.next_delay();
+            if let Some(d) = stop {
+                delay = delay.min(d.saturating_duration_since(Instant::now()));
+            }
+            pause(shared, delay);
+        }
         let t0 = Instant::now();
         let result = shared.storage.write_values_and_offset(values, next);
         let took = t0.elapsed();
         match result {
             Ok(()) => {
-                counters.record_write(values.len(), took);
-                shared.storage_failing.store(false, Ordering::Release);
-                drop(batch);
-                let mut inner = shared.lock();
-                finish_inflight(&mut inner);
-                shared.set_durable(&mut inner, next);
-                shared.recompute_unflushed(&inner);
-                drop(inner);
-                shared.notify_progress();
+                written(shared, batch, values.len(), took, next, false);
                 return true;
             }
             Err(e) => {
-                Counters::add(&counters.flush_errors, 1);
-                shared.storage_failing.store(true, Ordering::Release);
-                shared.lock().last_error = Some(e.to_string());
-                let stop = shared.stop_deadline();
-                let past_deadline = stop.is_some_and(|d| Instant::now() >= d);
-                let budget_left = backoff.attempts() + 1 < shared.options.retry.max_attempts;
-                let abandon = shared.lock().actualize_requested;
-                if e.is_retryable() && budget_left && !past_deadline && !abandon {
-                    Counters::add(&counters.flush_retries, 1);
-                    let mut delay = backoff.next_delay();
-                    if let Some(d) = stop {
-                        delay = delay.min(d.saturating_duration_since(Instant::now()));
-                    }
-                    pause(shared, delay);
-                    continue;
-                }
-                return give_up(shared, batch, stop.is_some());
+                record_error(shared, &e);
+                failed = Some(e.is_retryable());
             }
         }
     }
@@ -193,7 +256,7 @@ fn give_up(shared: &Shared, batch: Arc<ValueMap>, stopping: bool) -> bool {
 
 /// Drops the in-flight batch, recycling its map as the next `spare` once no other reference
 /// to it remains (the worker drops its own clone first).
-fn finish_inflight(inner: &mut crate::sequencer::state::Inner) {
+fn finish_inflight(inner: &mut Inner) {
     if let Some(map) = inner.inflight.take()
         && let Ok(mut map) = Arc::try_unwrap(map)
     {
