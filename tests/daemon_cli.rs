@@ -44,6 +44,7 @@ const ENV: &[(&str, &str)] = &[
     ("SEQD_REQUEST_TIMEOUT", "10"),
     ("SEQD_WRITE_TIMEOUT", "11"),
     ("SEQD_LOG_FORMAT", "json"),
+    ("SEQD_IO_SPIN_US", "12"),
 ];
 
 /// The configuration `ENV` describes.
@@ -55,6 +56,7 @@ fn from_env() -> Config {
         admin_port: 2,
         partitions: Some(3),
         io_threads: Some(4),
+        io_spin_us: 12,
         initial: 5,
         max_connections: 6,
         durability: DurabilityMode::Sync,
@@ -216,6 +218,7 @@ fn bad_values_are_clear_errors() {
         (&["--partitions", "0"][..], "--partitions must be >= 1"),
         (&["--initial=0"], "--initial must be >= 1"),
         (&["--write-timeout", "0"], "--write-timeout must be >= 1"),
+        (&["--io-spin-us", "20000"], "--io-spin-us must be <= 10000"),
         (&["--auth-token="], "--auth-token must not be empty"),
     ] {
         let e = parse(args).unwrap().validate().expect_err("refused");

@@ -142,7 +142,21 @@ fn pipelined_replies_come_in_request_order() {
 
 #[test]
 fn many_connections_never_see_the_same_number() {
-    let (server, _b) = TestServer::memory(DurabilityMode::Lease);
+    // Both modes, with the io threads polling after a request (the default) and sleeping
+    // at once: in sync mode the batches are then written by the spinner or before the
+    // event loop sleeps, respectively.
+    for mode in [DurabilityMode::Lease, DurabilityMode::Sync] {
+        for io_spin_us in [0, 50] {
+            many_connections_in(Config {
+                io_spin_us,
+                ..config(mode)
+            });
+        }
+    }
+}
+
+fn many_connections_in(config: Config) {
+    let server = TestServer::start(config, std::sync::Arc::new(MemoryBackend::default()));
     let threads: Vec<_> = (0..16)
         .map(|_| {
             let mut con = server.redis();

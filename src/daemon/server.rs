@@ -143,7 +143,7 @@ pub(crate) async fn serve_connection(
         };
         match read {
             Ok(0) | Err(_) => break,
-            Ok(_) => {}
+            Ok(_) => super::io::request_read(),
         }
     }
     let _ = wr.shutdown().await;
