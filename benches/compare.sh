@@ -17,7 +17,9 @@
 #     -r 100000), each at -P 16 and -P 1, -c 50;
 #   * W6: `pgbench -n -c 50 -j 2 -T PG_SECS -f nextval.sql` (SELECT nextval('s')) against a
 #     fresh PostgreSQL cluster (fsync on, default synchronous_commit), and `seqd bench` with
-#     the same client count and threads for the same time against seqd (both modes);
+#     the same client count and threads for the same time against seqd (both modes); then
+#     both with 16 calls per round trip (pgbench `-M extended` with `\startpipeline`, 16
+#     nextval per pipeline, counted as 16; `seqd bench -P 16`);
 #   * prints a markdown table (case, rps of both, ratio, p99 of both) with the machine's
 #     description, and writes it to OUT when given.
 #
@@ -208,6 +210,7 @@ for mode in sync lease; do
   wait_for "seqd ($mode)" http_ok "$admin" /readyz
   w5 "$mode" "$port" seqd
   sb "$mode|pg" "$port" 1 --threads 2 --duration "$PG_SECS"
+  sb "$mode|pg16" "$port" 16 --threads 2 --duration "$PG_SECS"
   stop_pid "$pid"
 done
 
@@ -250,8 +253,20 @@ if runs pg; then
   # Per-transaction log lines: client, transaction, latency (us), script, epoch, us.
   P99[pg]="$(cat "$pg_run"/pgbench/pgbench_log.* | awk '{print $3}' | sort -n |
     awk '{v[NR] = $1} END {i = int(NR * 0.99); if (i < 1) i = 1; printf "%.3f", v[i] / 1000}')"
-  pg_version="$(psql_ -t -A -c 'SHOW server_version' | cut -d' ' -f1)"
   log "pg: ${RPS[pg]} tps, p99 ${P99[pg]} ms"
+  # The same with 16 nextval per round trip (pgbench's pipeline mode, PostgreSQL >= 14):
+  # the like-for-like partner of seqd at -P 16. A pgbench "transaction" is then 16 calls.
+  { echo '\startpipeline'; for _ in $(seq 16); do echo "SELECT nextval('s');"; done
+    echo '\endpipeline'; } >"$work/nextval16.sql"
+  rm -f "$pg_run"/pgbench/pgbench_log.*
+  pg_out="$(cd "$pg_run/pgbench" && as_pg pgbench -n -M extended -c "$CLIENTS" -j 2 -T "$PG_SECS" \
+    -f "$work/nextval16.sql" -l -h 127.0.0.1 -p "$pg_port" -U postgres postgres 2>&1)" ||
+    { echo "$pg_out" >&2; die "pgbench (pipeline) failed"; }
+  RPS[pg16]="$(echo "$pg_out" | awk '/^tps = / {printf "%.0f", $3 * 16; exit}')"
+  P99[pg16]="$(cat "$pg_run"/pgbench/pgbench_log.* | awk '{print $3}' | sort -n |
+    awk '{v[NR] = $1} END {i = int(NR * 0.99); if (i < 1) i = 1; printf "%.3f", v[i] / 1000}')"
+  log "pg16: ${RPS[pg16]} nextval/s, p99 ${P99[pg16]} ms per pipeline of 16"
+  pg_version="$(psql_ -t -A -c 'SHOW server_version' | cut -d' ' -f1)"
   as_pg "$pg_bin/pg_ctl" -D "$pg_data" -m fast -w stop >/dev/null
 fi
 stop_pid "$sampler"
@@ -290,6 +305,8 @@ table="$work/table.md"
   done
   row "W6 sync vs PostgreSQL nextval, 1 key, -P 1" "seqd bench / pgbench" "sync|pg" pg
   row "W6 lease vs PostgreSQL nextval, 1 key, -P 1" "seqd bench / pgbench" "lease|pg" pg
+  row "W6 sync vs PostgreSQL nextval, 1 key, -P 16" "seqd bench / pgbench pipeline" "sync|pg16" pg16
+  row "W6 lease vs PostgreSQL nextval, 1 key, -P 16" "seqd bench / pgbench pipeline" "lease|pg16" pg16
 } >"$table"
 echo
 cat "$table"
