@@ -158,3 +158,20 @@ fn nothing_is_written_while_recovering_or_after_close() {
     seq.close().unwrap();
     assert_eq!(handle.flush_now(), FlushNow::Nothing);
 }
+
+#[test]
+fn flush_soon_has_the_worker_write_at_once() {
+    let (mem, storage) = faulty();
+    let mut seq = open(&storage, NEVER);
+    let handle = seq.flush_handle();
+    handle.flush_soon(); // nothing pending: nothing to do
+    let (c, n) = commit(&mut seq, 6);
+    let t0 = Instant::now();
+    handle.flush_soon();
+    // Written by the worker, long before NEVER.
+    seq.wait_durable(c, Duration::from_secs(5)).unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    let stored = mem.read_numbers(WsId(6), &[ID]).unwrap();
+    assert_eq!(stored, vec![seqd::Number(n)]);
+    assert_eq!(seq.stats().flush_batches, 1);
+}

@@ -233,8 +233,16 @@ fn write_before_sleep() {
             if let Some(marked) = w.marked.get_mut(p) {
                 *marked = false;
             }
-            if let Some(Some(handle)) = w.handles.get_mut(p) {
+            let Some(Some(handle)) = w.handles.get_mut(p) else {
+                continue;
+            };
+            if w.committed.is_empty() {
                 handle.flush_now();
+            } else {
+                // Not one fsync after another on this thread: the partition's worker
+                // writes this one while the thread writes the last (RocksDB may commit
+                // both with one fsync).
+                handle.flush_soon();
             }
         }
     });

@@ -116,6 +116,29 @@ impl FlushHandle {
     }
 }
 
+impl FlushHandle {
+    /// Asks the background worker to write the pending batch now instead of when it is due,
+    /// without waiting: for a caller that writes another sequencer's batch itself meanwhile
+    /// (two writes in flight at once, which a shared store such as RocksDB may commit with
+    /// one fsync).
+    pub fn flush_soon(&self) {
+        let shared = &*self.shared;
+        let mut inner = shared.lock();
+        if inner.pending_next.is_none() || inner.due.is_none() {
+            return; // nothing pending, or due already (the worker is on it)
+        }
+        inner.due = None;
+        let wake = inner.worker_lingering || inner.worker_idle;
+        if wake {
+            inner.worker_idle = false;
+        }
+        drop(inner);
+        if wake {
+            shared.work.notify_one();
+        }
+    }
+}
+
 /// Ends a caller's write; true when the worker waits for that and must be notified.
 pub(super) fn caller_done(inner: &mut Inner) -> bool {
     inner.caller_writing = false;
