@@ -44,6 +44,22 @@ fn commit(seq: &mut Sequencer, ws: u64) -> (seqd::Committed, u64) {
     (tx.flush(), n.0)
 }
 
+/// Makes writes take `latency` and starts a caller's write of what is pending on another
+/// thread; returns once that write is in flight (it took the batch, leaving nothing pending).
+fn slow_write_in_flight(
+    seq: &Sequencer,
+    storage: &Faulty,
+    latency: Duration,
+) -> std::thread::JoinHandle<FlushNow> {
+    storage.limit_to(FaultOps::WRITES);
+    storage.set_latency(latency);
+    let calls = storage.calls();
+    let mut handle = seq.flush_handle();
+    let writer = std::thread::spawn(move || handle.flush_now());
+    eventually("the caller's write to start", || storage.calls() > calls);
+    writer
+}
+
 #[test]
 fn writes_at_once_what_the_worker_would_write_later() {
     let (mem, storage) = faulty();
@@ -76,14 +92,8 @@ fn while_a_write_is_in_flight_the_next_batch_follows_it_at_once() {
     let (_mem, storage) = faulty();
     let mut seq = open(&storage, NEVER);
     commit(&mut seq, 1);
-    storage.limit_to(FaultOps::WRITES);
-    storage.set_latency(Duration::from_millis(300));
-    let calls = storage.calls();
-    let mut first = seq.flush_handle();
-    let writer = std::thread::spawn(move || first.flush_now());
-    // Wait until that write is in flight (it took the batch, leaving nothing pending).
+    let writer = slow_write_in_flight(&seq, &storage, Duration::from_millis(300));
     let mut probe = seq.flush_handle();
-    eventually("the first write to start", || storage.calls() > calls);
     let (c2, _) = commit(&mut seq, 2);
     let t0 = Instant::now();
     assert_eq!(probe.flush_now(), FlushNow::Busy);
@@ -131,12 +141,7 @@ fn close_waits_for_a_callers_write() {
     let (mem, storage) = faulty();
     let mut seq = open(&storage, NEVER);
     let (_, n) = commit(&mut seq, 4);
-    storage.limit_to(FaultOps::WRITES);
-    storage.set_latency(Duration::from_millis(200));
-    let calls = storage.calls();
-    let mut handle = seq.flush_handle();
-    let writer = std::thread::spawn(move || handle.flush_now());
-    eventually("the write to start", || storage.calls() > calls);
+    let writer = slow_write_in_flight(&seq, &storage, Duration::from_millis(200));
     seq.close().unwrap();
     assert_eq!(writer.join().unwrap(), FlushNow::Written);
     let stored = mem.read_numbers(WsId(4), &[ID]).unwrap();
