@@ -34,6 +34,22 @@ impl Rng {
     }
 }
 
+/// Hints the CPU to bring the cache line holding `*p` into its caches, so a later access does
+/// not stall on memory. Only a hint: it reads nothing architecturally and cannot fault, so any
+/// address — even a dangling one — is fine. A no-op off x86-64.
+#[inline(always)]
+#[allow(unsafe_code)]
+pub(crate) fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetcht0` never dereferences in the language's sense: it cannot fault, has no
+    // architectural effect, and is defined for every address. SSE is part of x86-64.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

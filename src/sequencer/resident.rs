@@ -15,7 +15,14 @@ impl Sequencer {
     pub(crate) fn resolve(&mut self, ki: usize, ws: WsId) -> Result<u32> {
         let k = &self.kinds[ki];
         let kind = k.kind;
-        if let Some(slot) = self.cache.get(ws, kind) {
+        if let Some(slot) = self.cache.get_recent(ws, kind) {
+            return Ok(slot);
+        }
+        if self.cache.missing() {
+            // Misses are likely: let storage fetch the workspace while the cache looks.
+            self.shared.storage.prefetch(ws);
+        }
+        if let Some(slot) = self.cache.lookup(ws, kind) {
             return Ok(slot);
         }
         if k.is_open() {

@@ -289,6 +289,10 @@ impl<S: SeqStorage> SeqStorage for FaultyStorage<S> {
         self.inner.read_numbers(ws, seqs)
     }
 
+    fn prefetch(&self, ws: WsId) {
+        self.inner.prefetch(ws)
+    }
+
     fn write_values_and_offset(
         &self,
         values: &[SeqValue],

@@ -69,6 +69,15 @@ pub trait SeqStorage: Send + Sync + 'static {
     /// stops at the first error `apply` returns (passing it back). Calling it again with a
     /// later `from` resumes there. A storage without a log replays nothing.
     fn replay(&self, from: PLogOffset, apply: &mut ReplayFn<'_>) -> Result<(), StorageError>;
+
+    /// A hint that `read_numbers` of `ws` may follow shortly: a storage held in memory can
+    /// start fetching the workspace's entry into the CPU's caches, so that miss overlaps with
+    /// the sequencer's own cache lookup. Must be cheap, must not block, and cannot fail; the
+    /// default does nothing. The writer calls it before looking `ws` up in its cache while its
+    /// lookups have been missing.
+    fn prefetch(&self, ws: WsId) {
+        let _ = ws;
+    }
 }
 
 impl<S: SeqStorage + ?Sized> SeqStorage for Arc<S> {
@@ -87,6 +96,9 @@ impl<S: SeqStorage + ?Sized> SeqStorage for Arc<S> {
     }
     fn replay(&self, from: PLogOffset, apply: &mut ReplayFn<'_>) -> Result<(), StorageError> {
         (**self).replay(from, apply)
+    }
+    fn prefetch(&self, ws: WsId) {
+        (**self).prefetch(ws)
     }
 }
 

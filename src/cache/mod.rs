@@ -6,25 +6,19 @@
 //! O(1) and allocation-free in the steady state (an evicted slot, numbers included, is reused
 //! by the workspace that replaces it). Why not `moka`: see `design/cache.md`.
 //!
-//! The index holds slot numbers only (4 bytes each, hashed by the slot's workspace), not
-//! (workspace, slot) pairs: 100,000 resident workspaces index in ~640 KB instead of ~2 MB, and
-//! removing the evicted workspace compares slot numbers, so it does not load the evicted
-//! slot's memory. Every miss evicts one workspace, so this is on the hot path of W2 and W4.
+//! Every miss evicts one workspace, so eviction is on the hot path of W2 and W4; its memory
+//! misses are taken ahead of time: after each eviction the cache prefetches the next victim's
+//! index cell and its neighbour in the recency list (see [`index`]).
 
-use std::hash::BuildHasher;
+mod index;
 
-use hashbrown::HashTable;
-use rustc_hash::FxBuildHasher;
 use smallvec::SmallVec;
 
 use crate::types::{SeqId, WsId, WsKind};
+use crate::util::prefetch;
+use index::Index;
 
 const NIL: u32 = u32::MAX;
-
-#[inline]
-fn hash(ws: WsId) -> u64 {
-    FxBuildHasher.hash_one(ws)
-}
 
 /// Sequences of an open kind resident per workspace before a newly used one replaces one of
 /// them (one the open transaction has not touched). Only a single transaction that touches
@@ -34,17 +28,20 @@ pub(crate) const MAX_RESIDENT_SEQS: usize = 64;
 /// One resident workspace: the last number handed out by each of its kind's sequences, in the
 /// kind's sequence order (0 = never handed out). For an open kind, `seqs` names the sequences
 /// loaded so far and `last` follows its order instead.
+///
+/// `repr(C)` keeps the fields eviction reads (`ws`, the links) in the first cache line.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Workspace {
     pub(crate) ws: WsId,
+    prev: u32,
+    next: u32,
     pub(crate) kind: WsKind,
     /// Inline up to four sequences: touching a workspace costs one cache miss, not two.
     pub(crate) last: SmallVec<[u64; 4]>,
     pub(crate) seqs: Vec<SeqId>,
     /// Where an open kind's search for a sequence to replace starts next (round robin).
     pub(crate) hand: usize,
-    prev: u32,
-    next: u32,
 }
 
 /// Hit, miss and eviction counts since the sequencer opened.
@@ -57,14 +54,16 @@ pub(crate) struct CacheCounters {
 
 #[derive(Debug)]
 pub(crate) struct WsCache {
-    /// Slot numbers, hashed by `hash(slots[slot].ws)`.
-    index: HashTable<u32>,
+    /// Workspace → slot.
+    index: Index,
     slots: Vec<Workspace>,
     /// Most recently used.
     head: u32,
     /// Least recently used: the next to go.
     tail: u32,
     capacity: usize,
+    /// The last `lookup` missed.
+    last_missed: bool,
     pub(crate) counters: CacheCounters,
 }
 
@@ -72,11 +71,12 @@ impl WsCache {
     pub(crate) fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         Self {
-            index: HashTable::new(),
+            index: Index::new(),
             slots: Vec::new(),
             head: NIL,
             tail: NIL,
             capacity,
+            last_missed: false,
             counters: CacheCounters::default(),
         }
     }
@@ -86,10 +86,15 @@ impl WsCache {
     }
 
     /// The slot of `ws` if resident with the same kind, marked most recently used.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn get(&mut self, ws: WsId, kind: WsKind) -> Option<u32> {
-        // Fast path: the most recently used workspace again (a hot tenant) needs neither the
-        // hash lookup nor a relink.
+        self.get_recent(ws, kind).or_else(|| self.lookup(ws, kind))
+    }
+
+    /// The slot of `ws` if it is the most recently used workspace (a hot tenant): neither a
+    /// hash lookup nor a relink. Counts a hit; on `None`, call [`lookup`](Self::lookup).
+    #[inline]
+    pub(crate) fn get_recent(&mut self, ws: WsId, kind: WsKind) -> Option<u32> {
         if self.head != NIL {
             let w = &self.slots[self.head as usize];
             if w.ws == ws && w.kind == kind {
@@ -97,33 +102,49 @@ impl WsCache {
                 return Some(self.head);
             }
         }
-        match self.find(ws) {
+        None
+    }
+
+    /// The slot of `ws` if resident with the same kind, marked most recently used.
+    #[inline]
+    pub(crate) fn lookup(&mut self, ws: WsId, kind: WsKind) -> Option<u32> {
+        match self.index.get(ws) {
             Some(slot) if self.slots[slot as usize].kind == kind => {
                 self.counters.hits += 1;
+                self.last_missed = false;
                 self.touch(slot);
                 Some(slot)
             }
             _ => {
                 self.counters.misses += 1;
+                self.last_missed = true;
                 None
             }
         }
     }
 
+    /// Whether the last [`lookup`](Self::lookup) missed: the next one probably will too (a
+    /// working set larger than the cache), so the caller may start fetching what a miss needs.
+    #[inline]
+    pub(crate) fn missing(&self) -> bool {
+        self.last_missed
+    }
+
     /// Makes `ws` resident with the given numbers (evicting the least recently used workspace
     /// when full) and returns its slot. Replaces an entry of `ws` with another kind.
     pub(crate) fn insert(&mut self, ws: WsId, kind: WsKind, last: &[u64]) -> u32 {
-        let slot = if let Some(slot) = self.find(ws) {
+        let slot = if let Some(slot) = self.index.get(ws) {
             self.unlink(slot);
             slot
         } else if self.index.len() >= self.capacity && self.tail != NIL {
             let slot = self.tail;
             self.unlink(slot);
             let old = self.slots[slot as usize].ws;
-            self.unindex(old, slot);
+            self.index.remove(old);
             self.counters.evictions += 1;
             self.slots[slot as usize].ws = ws;
-            self.reindex(slot);
+            self.index.insert(ws, slot);
+            self.prefetch_victim();
             slot
         } else {
             let slot = self.slots.len() as u32;
@@ -136,7 +157,7 @@ impl WsCache {
                 prev: NIL,
                 next: NIL,
             });
-            self.reindex(slot);
+            self.index.insert(ws, slot);
             slot
         };
         // Every path above left `ws` in the slot (the index hashes it).
@@ -168,12 +189,28 @@ impl WsCache {
         self.tail = NIL;
     }
 
+    /// Prefetches what evicting the least recently used workspace will touch: its index cell
+    /// and the slot before it in the recency list (the tail's own line is warm: unlinking the
+    /// previous tail just wrote it). The misses then overlap with the rest of this transaction
+    /// and the next one's lookups instead of stalling the next eviction.
+    #[inline]
+    fn prefetch_victim(&self) {
+        if self.tail == NIL {
+            return;
+        }
+        let victim = &self.slots[self.tail as usize];
+        self.index.prefetch(victim.ws);
+        if victim.prev != NIL {
+            prefetch(&self.slots[victim.prev as usize]);
+        }
+    }
+
     /// Drops `ws` if resident.
     pub(crate) fn evict(&mut self, ws: WsId) -> bool {
-        let Some(slot) = self.find(ws) else {
+        let Some(slot) = self.index.get(ws) else {
             return false;
         };
-        self.unindex(ws, slot);
+        self.index.remove(ws);
         self.unlink(slot);
         // Move the last slot into the hole so the slab stays dense.
         let last = (self.slots.len() - 1) as u32;
@@ -194,38 +231,10 @@ impl WsCache {
             } else {
                 self.tail = slot
             }
-            if let Some(entry) = self.index.find_mut(hash(moved_ws), |&s| s == last) {
-                *entry = slot;
-            }
+            self.index.set(moved_ws, slot);
         }
         self.slots.pop();
         true
-    }
-
-    /// The slot holding `ws`, if resident.
-    #[inline]
-    fn find(&self, ws: WsId) -> Option<u32> {
-        let slots = &self.slots;
-        self.index
-            .find(hash(ws), |&s| slots[s as usize].ws == ws)
-            .copied()
-    }
-
-    /// Removes `slot` (holding `ws`) from the index, without touching the slot's memory.
-    #[inline]
-    fn unindex(&mut self, ws: WsId, slot: u32) {
-        if let Ok(entry) = self.index.find_entry(hash(ws), |&s| s == slot) {
-            entry.remove();
-        }
-    }
-
-    /// Indexes `slot` under the workspace it holds (which must not be indexed yet).
-    #[inline]
-    fn reindex(&mut self, slot: u32) {
-        let slots = &self.slots;
-        let h = hash(slots[slot as usize].ws);
-        self.index
-            .insert_unique(h, slot, |&s| hash(slots[s as usize].ws));
     }
 
     #[inline]
@@ -352,13 +361,8 @@ mod tests {
     /// path (fresh, reused by eviction, moved by `evict`) and index growth.
     #[test]
     fn matches_a_reference_lru() {
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut rng = crate::util::Rng::new(0x9e37_79b9_7f4a_7c15);
+        let mut next = move |n: u64| rng.next_u64() % n;
         for capacity in [1usize, 2, 3, 8, 100] {
             let mut c = WsCache::new(capacity);
             // Most recently used first: (ws, number).

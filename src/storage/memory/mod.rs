@@ -1,22 +1,22 @@
 //! [`MemoryStorage`]: numbers, checkpoint and PLog in memory, for tests, benchmarks and embedders
 //! that persist elsewhere.
 
+mod table;
+
 use std::collections::BTreeMap;
 use std::fmt;
-use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-
-use rustc_hash::{FxBuildHasher, FxHashMap};
-use smallvec::SmallVec;
 
 use super::{ReplayFn, SeqStorage, SeqValue, StorageError};
 use crate::types::{Number, PLogOffset, SeqId, WsId};
+use crate::util::prefetch;
+use table::{Cell, Table, home_of};
 
 /// Storage held in memory: a map of numbers, the checkpoint offset, and a PLog that tests
 /// append events to with [`MemoryStorage::append`].
 ///
-/// Numbers live in [`SHARDS`] maps, sharded by workspace, so a large batch being written
+/// Numbers live in [`SHARDS`] tables, sharded by workspace, so a large batch being written
 /// blocks a concurrent `read_numbers` for one shard's share of it, not for the whole batch. A
 /// write stores every value before it publishes the offset, so a reader that sees the new
 /// offset sees the values it covers (I6); there is no crash to be atomic against. Share one
@@ -30,13 +30,17 @@ pub struct MemoryStorage {
     reads: AtomicU64,
 }
 
-/// One shard of a [`MemoryStorage`]'s numbers: each workspace's sequences together, so a
-/// read of a workspace is one hash lookup (one cache miss in a large map), not one per
-/// sequence; up to two sequences are stored inline in the map's bucket (no second miss).
-type Shard = RwLock<FxHashMap<WsId, Numbers>>;
-
-/// The stored numbers of one workspace.
-type Numbers = SmallVec<[(SeqId, Number); 2]>;
+/// One shard of a [`MemoryStorage`]'s numbers: each workspace's sequences together in one
+/// table cell (see [`table`]), so reading a workspace is one cache miss in a large store.
+#[derive(Default)]
+struct Shard {
+    table: RwLock<Table>,
+    /// The table's cells and `log2` of their count as of its last growth, so
+    /// [`SeqStorage::prefetch`] can find a workspace's cell without taking the lock. A stale
+    /// pair only makes the hint miss: a prefetch never faults.
+    cells: AtomicPtr<Cell>,
+    bits: AtomicU32,
+}
 
 /// Number of shards of a [`MemoryStorage`].
 const SHARDS: usize = 64;
@@ -44,7 +48,7 @@ const SHARDS: usize = 64;
 impl Default for MemoryStorage {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             next_offset: AtomicU64::new(0),
             plog: RwLock::default(),
             writes: AtomicU64::new(0),
@@ -54,8 +58,9 @@ impl Default for MemoryStorage {
 }
 
 fn shard_of(ws: WsId) -> usize {
-    // The high bits of an Fx hash are the well-mixed ones.
-    (FxBuildHasher.hash_one(ws) >> 58) as usize % SHARDS
+    // The low bits of the id, mixed: a table's cell comes from the product's high bits, so
+    // the two stay independent.
+    (ws.0 ^ (ws.0 >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9) as usize >> 58
 }
 
 impl MemoryStorage {
@@ -96,19 +101,12 @@ impl MemoryStorage {
 
     /// The stored number of one sequence (`None` = never written).
     pub fn number(&self, ws: WsId, seq: SeqId) -> Option<Number> {
-        let shard = self.read(shard_of(ws));
-        shard
-            .get(&ws)?
-            .iter()
-            .find(|(s, _)| *s == seq)
-            .map(|(_, n)| *n)
+        self.read(shard_of(ws)).get(ws, seq)
     }
 
     /// How many distinct sequences have a stored number.
     pub fn len(&self) -> usize {
-        (0..SHARDS)
-            .map(|i| self.read(i).values().map(|n| n.len()).sum::<usize>())
-            .sum()
+        (0..SHARDS).map(|i| self.read(i).len()).sum()
     }
 
     /// Whether no number has been stored.
@@ -126,12 +124,16 @@ impl MemoryStorage {
         self.reads.load(Ordering::Relaxed)
     }
 
-    fn read(&self, shard: usize) -> RwLockReadGuard<'_, FxHashMap<WsId, Numbers>> {
-        self.shards[shard].read().unwrap_or_else(|e| e.into_inner())
+    fn read(&self, shard: usize) -> RwLockReadGuard<'_, Table> {
+        self.shards[shard]
+            .table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self, shard: usize) -> RwLockWriteGuard<'_, FxHashMap<WsId, Numbers>> {
+    fn write(&self, shard: usize) -> RwLockWriteGuard<'_, Table> {
         self.shards[shard]
+            .table
             .write()
             .unwrap_or_else(|e| e.into_inner())
     }
@@ -153,17 +155,18 @@ impl fmt::Debug for MemoryStorage {
 impl SeqStorage for MemoryStorage {
     fn read_numbers(&self, ws: WsId, seqs: &[SeqId]) -> Result<Vec<Number>, StorageError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let shard = self.read(shard_of(ws));
-        let stored = shard.get(&ws).map(|n| n.as_slice()).unwrap_or_default();
-        Ok(seqs
-            .iter()
-            .map(|s| {
-                stored
-                    .iter()
-                    .find(|(q, _)| q == s)
-                    .map_or(Number(0), |(_, n)| *n)
-            })
-            .collect())
+        let mut out = Vec::with_capacity(seqs.len());
+        self.read(shard_of(ws)).read_into(ws, seqs, &mut out);
+        Ok(out)
+    }
+
+    fn prefetch(&self, ws: WsId) {
+        let shard = &self.shards[shard_of(ws)];
+        let cells = shard.cells.load(Ordering::Relaxed);
+        let bits = shard.bits.load(Ordering::Relaxed);
+        if bits != 0 {
+            prefetch(cells.wrapping_add(home_of(ws, bits)));
+        }
     }
 
     fn write_values_and_offset(
@@ -177,14 +180,15 @@ impl SeqStorage for MemoryStorage {
             by_shard[shard_of(v.ws)].push(v);
         }
         for (i, vals) in by_shard.iter().enumerate().filter(|(_, v)| !v.is_empty()) {
-            let mut shard = self.write(i);
+            let mut table = self.write(i);
             for v in vals {
-                let seqs = shard.entry(v.ws).or_default();
-                match seqs.iter_mut().find(|(s, _)| *s == v.seq) {
-                    Some((_, n)) => *n = v.number,
-                    None => seqs.push((v.seq, v.number)),
-                }
+                table.set(v.ws, v.seq, v.number);
             }
+            let (cells, bits) = table.layout();
+            self.shards[i]
+                .cells
+                .store(cells.cast_mut(), Ordering::Relaxed);
+            self.shards[i].bits.store(bits, Ordering::Relaxed);
         }
         // Published after the values it covers.
         self.next_offset.store(next_offset.0, Ordering::Release);
