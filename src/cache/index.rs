@@ -204,6 +204,40 @@ mod tests {
         }
     }
 
+    /// A run that wraps past the end (homes n-2, n-2, n-1, 0, 0), every entry removed first in
+    /// turn: the rest stay findable, including those that must not move back across the end.
+    #[test]
+    fn wrapped_runs_survive_every_removal() {
+        let n = Index::new().cells.len();
+        let homed = |home: usize, count: usize| -> Vec<u64> {
+            let probe = Index::new();
+            (0..u64::MAX)
+                .filter(|ws| probe.home(*ws) == home)
+                .take(count)
+                .collect()
+        };
+        let mut keys = homed(n - 2, 2);
+        keys.extend(homed(n - 1, 1));
+        keys.extend(homed(0, 2));
+        for first in 0..keys.len() {
+            let mut index = Index::new();
+            for (slot, ws) in keys.iter().enumerate() {
+                index.insert(WsId(*ws), slot as u32);
+            }
+            assert!(index.remove(WsId(keys[first])));
+            for (slot, ws) in keys.iter().enumerate() {
+                let want = (slot != first).then_some(slot as u32);
+                assert_eq!(index.get(WsId(*ws)), want, "removed {first} first");
+            }
+            // Then the rest, in order: the table ends empty.
+            for (slot, ws) in keys.iter().enumerate().filter(|(s, _)| *s != first) {
+                assert!(index.remove(WsId(*ws)), "slot {slot}");
+            }
+            assert_eq!(index.len(), 0);
+            assert!(index.cells.iter().all(|c| c.slot == EMPTY));
+        }
+    }
+
     /// Workspaces whose homes wrap past the end of the table are found and removed.
     #[test]
     fn wrap_around_runs() {

@@ -160,7 +160,7 @@ impl WsCache {
             self.index.insert(ws, slot);
             slot
         };
-        // Every path above left `ws` in the slot (the index hashes it).
+        // Every path above left `ws` in the slot and indexed it.
         let w = &mut self.slots[slot as usize];
         w.kind = kind;
         w.last.clear();
@@ -187,6 +187,7 @@ impl WsCache {
         self.slots.clear();
         self.head = NIL;
         self.tail = NIL;
+        self.last_missed = false;
     }
 
     /// Prefetches what evicting the least recently used workspace will touch: its index cell
@@ -333,6 +334,26 @@ mod tests {
         assert_eq!(c.len(), 1);
         let s = c.get(WsId(2), WsKind(9)).unwrap();
         assert_eq!(c.slot(s).last.as_slice(), [7, 7]);
+    }
+
+    /// `missing` follows the last index lookup: set by a miss (a kind mismatch included),
+    /// cleared by a hit and by `clear`; the most-recent fast path leaves it alone.
+    #[test]
+    fn missing_follows_the_last_lookup() {
+        let mut c = WsCache::new(4);
+        assert!(!c.missing());
+        assert!(c.lookup(WsId(1), K).is_none());
+        assert!(c.missing());
+        c.insert(WsId(1), K, &[1]);
+        c.insert(WsId(2), K, &[2]);
+        assert!(c.get_recent(WsId(2), K).is_some());
+        assert!(c.missing(), "the fast path does not look in the index");
+        assert!(c.lookup(WsId(1), K).is_some());
+        assert!(!c.missing());
+        assert!(c.lookup(WsId(1), WsKind(9)).is_none());
+        assert!(c.missing(), "another kind is a miss");
+        c.clear();
+        assert!(!c.missing());
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub struct MemoryStorage {
 #[derive(Default)]
 struct Shard {
     table: RwLock<Table>,
-    /// The table's cells and `log2` of their count as of its last growth, so
+    /// The table's cells and `log2` of their count, stored after every write batch, so
     /// [`SeqStorage::prefetch`] can find a workspace's cell without taking the lock. A stale
     /// pair only makes the hint miss: a prefetch never faults.
     cells: AtomicPtr<Cell>,
@@ -60,7 +60,7 @@ impl Default for MemoryStorage {
 fn shard_of(ws: WsId) -> usize {
     // The low bits of the id, mixed: a table's cell comes from the product's high bits, so
     // the two stay independent.
-    (ws.0 ^ (ws.0 >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9) as usize >> 58
+    ((ws.0 ^ (ws.0 >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 58) as usize
 }
 
 impl MemoryStorage {
@@ -232,6 +232,25 @@ mod tests {
             s.read_numbers(WsId(1), &[SeqId(1), SeqId(2)]).unwrap(),
             vec![Number(0); 2]
         );
+    }
+
+    /// The prefetch hint is safe before any write (no table published yet) and after the
+    /// tables grew (the published layout moved), and shard selection stays in range.
+    #[test]
+    fn prefetch_before_and_after_growth() {
+        let s = MemoryStorage::new();
+        for ws in [0, 1, u64::MAX] {
+            s.prefetch(WsId(ws));
+            assert!(shard_of(WsId(ws)) < SHARDS);
+        }
+        let batch: Vec<SeqValue> = (0..10_000).map(|ws| v(ws, 1, ws + 1)).collect();
+        s.write_values_and_offset(&batch, PLogOffset(2)).unwrap();
+        for ws in (0..20_000).step_by(7) {
+            s.prefetch(WsId(ws));
+            assert!(shard_of(WsId(ws)) < SHARDS);
+        }
+        assert_eq!(s.len(), 10_000);
+        assert_eq!(s.number(WsId(9_999), SeqId(1)), Some(Number(10_000)));
     }
 
     #[test]

@@ -200,5 +200,8 @@ mod tests {
         t.read_into(WsId(5), &[SeqId(4), SeqId(9), SeqId(0)], &mut out);
         let want = |s: u16| model.get(&(5, s)).map_or(Number(0), |n| Number(*n));
         assert_eq!(out, vec![Number(7), want(4), Number(0), want(0)]);
+        out.clear();
+        t.read_into(WsId(1 << 40), &[SeqId(1), SeqId(2)], &mut out);
+        assert_eq!(out, vec![Number(0); 2], "a workspace never stored");
     }
 }
