@@ -128,10 +128,7 @@ impl FlushHandle {
             return; // nothing pending, or due already (the worker is on it)
         }
         inner.due = None;
-        let wake = inner.worker_lingering || inner.worker_idle;
-        if wake {
-            inner.worker_idle = false;
-        }
+        let wake = shared.wake_worker(&mut inner) || inner.worker_lingering;
         drop(inner);
         if wake {
             shared.work.notify_one();
