@@ -184,7 +184,8 @@ fn relays(shared: &Shared) -> (Vec<watch::Receiver<u64>>, JoinSet<()>) {
 /// and the partitions this thread's connections committed to since it last wrote.
 struct Writers {
     handles: Vec<Option<FlushHandle>>,
-    committed: Vec<usize>,
+    /// Whether any of `marked` is set.
+    any: bool,
     marked: Vec<bool>,
 }
 
@@ -199,7 +200,7 @@ fn install_writers(shared: &Shared) {
     let n = shared.partitions.len();
     let writers = Writers {
         handles: (0..n).map(|p| shared.partitions.flush_handle(p)).collect(),
-        committed: Vec::with_capacity(n),
+        any: false,
         marked: vec![false; n],
     };
     WRITERS.with(|w| *w.borrow_mut() = Some(writers));
@@ -211,10 +212,9 @@ pub(crate) fn committed(p: usize) {
     WRITERS.with(|w| {
         if let Some(w) = w.borrow_mut().as_mut()
             && let Some(marked) = w.marked.get_mut(p)
-            && !*marked
         {
             *marked = true;
-            w.committed.push(p);
+            w.any = true;
         }
     });
 }
@@ -223,26 +223,31 @@ pub(crate) fn committed(p: usize) {
 /// been answered): writes each partition's batch its connections committed to, as Redis
 /// writes its AOF before it sleeps. The batch holds everything those reads committed; the
 /// durable write's progress signal then wakes this thread's connections without a
-/// cross-thread hand-over. A partition that is already writing (another thread, or its
-/// worker) writes this batch right after (`FlushNow::Busy`); a failure goes to its worker.
+/// cross-thread hand-over. Batches of several partitions go in one group with one fsync
+/// (`FlushHandle::flush_together`: the partitions share RocksDB's write-ahead log); with
+/// one fsync per partition, two partitions made sync `-P 1` with 100,000 keys 30 % slower
+/// than one. A partition that is already writing (its worker) writes this batch right after
+/// (`FlushNow::Busy`); a failure goes to its worker.
 fn write_before_sleep() {
     WRITERS.with(|w| {
         let mut guard = w.borrow_mut();
         let Some(w) = guard.as_mut() else { return };
-        while let Some(p) = w.committed.pop() {
-            if let Some(marked) = w.marked.get_mut(p) {
-                *marked = false;
+        if !std::mem::take(&mut w.any) {
+            return;
+        }
+        let mut group: Vec<&mut FlushHandle> = w
+            .handles
+            .iter_mut()
+            .zip(w.marked.iter_mut())
+            .filter_map(|(handle, marked)| std::mem::take(marked).then_some(handle.as_mut())?)
+            .collect();
+        match group.as_mut_slice() {
+            [] => {}
+            [one] => {
+                one.flush_now();
             }
-            let Some(Some(handle)) = w.handles.get_mut(p) else {
-                continue;
-            };
-            if w.committed.is_empty() {
-                handle.flush_now();
-            } else {
-                // Not one fsync after another on this thread: the partition's worker
-                // writes this one while the thread writes the last (RocksDB may commit
-                // both with one fsync).
-                handle.flush_soon();
+            all => {
+                FlushHandle::flush_together(all);
             }
         }
     });

@@ -14,11 +14,12 @@
 //! retry budget) exactly as if it had failed there.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::{record_error, sorted_values, take_batch, written};
+use super::{ValueMap, record_error, sorted_values, take_batch, written};
 use crate::sequencer::state::{Inner, Shared, Status};
-use crate::storage::SeqValue;
+use crate::storage::{SeqValue, StorageError};
+use crate::types::PLogOffset;
 
 /// What [`FlushHandle::flush_now`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,10 +68,84 @@ impl FlushHandle {
     /// unless a write is already in flight. Blocks for that call (it never waits for a lock
     /// held across I/O). Never retries: a failure goes to the background worker.
     pub fn flush_now(&mut self) -> FlushNow {
+        let (batch, next) = match self.take() {
+            Ok(taken) => taken,
+            Err(outcome) => return outcome,
+        };
+        sorted_values(&mut self.values, &batch);
+        let t0 = Instant::now();
+        let result = self
+            .shared
+            .storage
+            .write_values_and_offset(&self.values, next);
+        self.finish(batch, next, self.values.len(), t0.elapsed(), result)
+    }
+
+    /// Writes the pending batches of several sequencers on this thread, each as
+    /// [`flush_now`](Self::flush_now) would, but with one fsync where their storages share a
+    /// log ([`SeqStorage::shared_log`](crate::storage::SeqStorage::shared_log), e.g. the
+    /// partitions of one RocksDB database): every batch but the last is written deferred and
+    /// the last one durably, and none counts as written before that last write returned. If
+    /// it fails, every batch of the group goes to its worker, which retries it. Storages that
+    /// share no log are written one after another. Returns what happened to each, in order.
+    pub fn flush_together(handles: &mut [&mut FlushHandle]) -> Vec<FlushNow> {
+        let mut outcomes = vec![FlushNow::Nothing; handles.len()];
+        let log = handles.first().and_then(|h| h.shared.storage.shared_log());
+        if log.is_none() || handles.iter().any(|h| h.shared.storage.shared_log() != log) {
+            for (h, outcome) in handles.iter_mut().zip(&mut outcomes) {
+                *outcome = h.flush_now();
+            }
+            return outcomes;
+        }
+        let mut taken = Vec::with_capacity(handles.len());
+        for (i, h) in handles.iter_mut().enumerate() {
+            match h.take() {
+                Ok((batch, next)) => {
+                    sorted_values(&mut h.values, &batch);
+                    taken.push((i, batch, next));
+                }
+                Err(outcome) => outcomes[i] = outcome,
+            }
+        }
+        let t0 = Instant::now();
+        let last = taken.len().saturating_sub(1);
+        let mut deferred = Vec::with_capacity(taken.len());
+        for (k, (i, batch, next)) in taken.into_iter().enumerate() {
+            let h = &mut handles[i];
+            let storage = &h.shared.storage;
+            if k < last {
+                match storage.write_values_and_offset_deferred(&h.values, next) {
+                    Ok(()) => deferred.push((i, batch, next)),
+                    Err(e) => outcomes[i] = h.finish(batch, next, 0, t0.elapsed(), Err(e)),
+                }
+                continue;
+            }
+            let result = storage.write_values_and_offset(&h.values, next);
+            let took = t0.elapsed();
+            // The deferred writes are durable exactly when this one is; if it failed, they
+            // may or may not be, and their own retry settles it.
+            for (j, batch, next) in deferred.drain(..) {
+                let keys = handles[j].values.len();
+                let theirs = match &result {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(StorageError::retryable(format!(
+                        "the write that was to make this batch durable failed: {e}"
+                    ))),
+                };
+                outcomes[j] = handles[j].finish(batch, next, keys, took, theirs);
+            }
+            let h = &mut handles[i];
+            outcomes[i] = h.finish(batch, next, h.values.len(), took, result);
+        }
+        outcomes
+    }
+
+    /// Takes the pending batch for a write on this thread, or says why not.
+    fn take(&mut self) -> Result<(Arc<ValueMap>, PLogOffset), FlushNow> {
         let shared = &*self.shared;
         let mut inner = shared.lock();
         if inner.pending_next.is_none() {
-            return FlushNow::Nothing;
+            return Err(FlushNow::Nothing);
         }
         let writing = inner.inflight.is_some() || inner.caller_writing;
         if writing
@@ -86,18 +161,27 @@ impl FlushHandle {
                     shared.work.notify_one();
                 }
             }
-            return FlushNow::Busy;
+            return Err(FlushNow::Busy);
         }
-        let (batch, next) = take_batch(&mut inner);
+        let taken = take_batch(&mut inner);
         inner.caller_writing = true;
-        drop(inner);
-        sorted_values(&mut self.values, &batch);
-        let t0 = Instant::now();
-        let result = shared.storage.write_values_and_offset(&self.values, next);
-        let took = t0.elapsed();
+        Ok(taken)
+    }
+
+    /// Ends a write of a batch [`take`](Self::take) gave: records it as durable, or hands it
+    /// to the worker to retry.
+    fn finish(
+        &mut self,
+        batch: Arc<ValueMap>,
+        next: PLogOffset,
+        keys: usize,
+        took: Duration,
+        result: Result<(), StorageError>,
+    ) -> FlushNow {
+        let shared = &*self.shared;
         match result {
             Ok(()) => {
-                written(shared, batch, self.values.len(), took, next, true);
+                written(shared, batch, keys, took, next, true);
                 FlushNow::Written
             }
             Err(e) => {

@@ -14,7 +14,7 @@ use crate::util::{Rng, lock};
 pub struct FaultOps {
     /// `read_numbers`.
     pub read_numbers: bool,
-    /// `write_values_and_offset`.
+    /// `write_values_and_offset` and `write_values_and_offset_deferred`.
     pub writes: bool,
     /// `read_next_offset`.
     pub read_offset: bool,
@@ -283,6 +283,37 @@ fn injected(retryable: bool, why: &str) -> StorageError {
     }
 }
 
+impl<S: SeqStorage> FaultyStorage<S> {
+    /// A write of the inner storage, durable or deferred, with the faults of writes.
+    fn write(
+        &self,
+        values: &[SeqValue],
+        next_offset: PLogOffset,
+        deferred: bool,
+    ) -> Result<(), StorageError> {
+        self.before(Op::Write)?;
+        if deferred {
+            self.inner
+                .write_values_and_offset_deferred(values, next_offset)?;
+        } else {
+            self.inner.write_values_and_offset(values, next_offset)?;
+        }
+        let ambiguous = {
+            let mut f = lock(&self.faults);
+            let hit = f.ambiguous > 0;
+            f.ambiguous = f.ambiguous.saturating_sub(1);
+            hit
+        };
+        if ambiguous {
+            self.injected.fetch_add(1, Ordering::Relaxed);
+            return Err(StorageError::retryable(
+                "injected: write landed but reported a timeout",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl<S: SeqStorage> SeqStorage for FaultyStorage<S> {
     fn read_numbers(&self, ws: WsId, seqs: &[SeqId]) -> Result<Vec<Number>, StorageError> {
         self.before(Op::ReadNumbers)?;
@@ -298,21 +329,20 @@ impl<S: SeqStorage> SeqStorage for FaultyStorage<S> {
         values: &[SeqValue],
         next_offset: PLogOffset,
     ) -> Result<(), StorageError> {
-        self.before(Op::Write)?;
-        self.inner.write_values_and_offset(values, next_offset)?;
-        let ambiguous = {
-            let mut f = lock(&self.faults);
-            let hit = f.ambiguous > 0;
-            f.ambiguous = f.ambiguous.saturating_sub(1);
-            hit
-        };
-        if ambiguous {
-            self.injected.fetch_add(1, Ordering::Relaxed);
-            return Err(StorageError::retryable(
-                "injected: write landed but reported a timeout",
-            ));
-        }
-        Ok(())
+        self.write(values, next_offset, false)
+    }
+
+    /// Faults as for the durable write.
+    fn write_values_and_offset_deferred(
+        &self,
+        values: &[SeqValue],
+        next_offset: PLogOffset,
+    ) -> Result<(), StorageError> {
+        self.write(values, next_offset, true)
+    }
+
+    fn shared_log(&self) -> Option<usize> {
+        self.inner.shared_log()
     }
 
     fn read_next_offset(&self) -> Result<PLogOffset, StorageError> {

@@ -78,6 +78,28 @@ pub trait SeqStorage: Send + Sync + 'static {
     fn prefetch(&self, ws: WsId) {
         let _ = ws;
     }
+
+    /// Like [`write_values_and_offset`](Self::write_values_and_offset), atomic in the same
+    /// way, but it may return before the write is durable. It becomes durable no later than
+    /// the next successful `write_values_and_offset` to any storage with the same
+    /// [`shared_log`](Self::shared_log), and a caller acknowledges nothing of it before that
+    /// write returned. The default is the durable write.
+    fn write_values_and_offset_deferred(
+        &self,
+        values: &[SeqValue],
+        next_offset: PLogOffset,
+    ) -> Result<(), StorageError> {
+        self.write_values_and_offset(values, next_offset)
+    }
+
+    /// The log this storage's writes go to, when it shares one with other storages (the
+    /// partitions of one RocksDB database share its write-ahead log): storages with equal
+    /// `Some` values make each other's deferred writes durable, so several partitions' batches
+    /// take one fsync ([`crate::FlushHandle::flush_together`]). `None` (the default): no
+    /// other storage shares this one's log.
+    fn shared_log(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl<S: SeqStorage + ?Sized> SeqStorage for Arc<S> {
@@ -99,6 +121,16 @@ impl<S: SeqStorage + ?Sized> SeqStorage for Arc<S> {
     }
     fn prefetch(&self, ws: WsId) {
         (**self).prefetch(ws)
+    }
+    fn write_values_and_offset_deferred(
+        &self,
+        values: &[SeqValue],
+        next_offset: PLogOffset,
+    ) -> Result<(), StorageError> {
+        (**self).write_values_and_offset_deferred(values, next_offset)
+    }
+    fn shared_log(&self) -> Option<usize> {
+        (**self).shared_log()
     }
 }
 

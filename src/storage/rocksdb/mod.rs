@@ -50,7 +50,12 @@ pub struct RocksDbOptions {
     pub block_cache_bytes: usize,
     /// LZ4-compress SST blocks. Default: true (keys share long prefixes; LZ4 is cheap).
     pub compression: bool,
-    /// Bytes of memtable per column family before it is flushed. Default: 32 MiB.
+    /// Bytes of memtable per column family before it is flushed. Default: 4 MiB. Every
+    /// write inserts each of its keys into the memtable, a skip list holding every version
+    /// written since the last flush; at 32 MiB (about 700,000 versions) that insert was 40 %
+    /// of the daemon's CPU with 100,000 random keys, at 4 MiB it stays shallow and mostly in
+    /// the CPU cache (`BENCHMARKS.md`, session 7). Raise it for write bursts of many
+    /// distinct keys that should not flush more than a few times per second.
     pub write_buffer_bytes: usize,
     /// Total write-ahead log size that forces memtable flushes. Default: 256 MiB.
     pub max_total_wal_bytes: u64,
@@ -62,7 +67,7 @@ impl Default for RocksDbOptions {
             durability: Durability::Sync,
             block_cache_bytes: 64 << 20,
             compression: true,
-            write_buffer_bytes: 32 << 20,
+            write_buffer_bytes: 4 << 20,
             max_total_wal_bytes: 256 << 20,
         }
     }

@@ -1,6 +1,7 @@
 //! [`RocksDbPartition`]: one partition's [`SeqStorage`] and PLog inside a [`RocksDbStorage`].
 
 use std::fmt;
+use std::sync::Arc;
 
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 
@@ -56,6 +57,39 @@ impl RocksDbPartition {
         }
     }
 
+    /// One atomic write of `values` and the checkpoint; fsynced if `sync` and the database's
+    /// [`Durability`](super::Durability) asks for it.
+    fn write_batch(
+        &self,
+        values: &[SeqValue],
+        next_offset: PLogOffset,
+        sync: bool,
+    ) -> Result<(), StorageError> {
+        let db = self.storage.db()?;
+        let numbers = cf(&db, CF_NUMBERS)?;
+        let checkpoint = cf(&db, CF_CHECKPOINT)?;
+        self.storage.inner.fresh.raise(values);
+        let mut batch = WriteBatch::default();
+        for v in values {
+            batch.put_cf(
+                numbers,
+                codec::number_key(v.ws, v.seq),
+                codec::u64_value(v.number.0),
+            );
+        }
+        batch.put_cf(
+            checkpoint,
+            codec::checkpoint_key(self.partition),
+            codec::u64_value(next_offset.0),
+        );
+        let mut options = self.storage.write_options();
+        if !sync {
+            options.set_sync(false);
+        }
+        let result = db.write_opt(batch, &options);
+        self.storage.check_write(db, result)
+    }
+
     /// The first key after this partition's PLog range.
     fn upper_bound(&self) -> Vec<u8> {
         match self.partition.0.checked_add(1) {
@@ -97,25 +131,24 @@ impl SeqStorage for RocksDbPartition {
         values: &[SeqValue],
         next_offset: PLogOffset,
     ) -> Result<(), StorageError> {
-        let db = self.storage.db()?;
-        let numbers = cf(&db, CF_NUMBERS)?;
-        let checkpoint = cf(&db, CF_CHECKPOINT)?;
-        self.storage.inner.fresh.raise(values);
-        let mut batch = WriteBatch::default();
-        for v in values {
-            batch.put_cf(
-                numbers,
-                codec::number_key(v.ws, v.seq),
-                codec::u64_value(v.number.0),
-            );
-        }
-        batch.put_cf(
-            checkpoint,
-            codec::checkpoint_key(self.partition),
-            codec::u64_value(next_offset.0),
-        );
-        let result = db.write_opt(batch, &self.storage.write_options());
-        self.storage.check_write(db, result)
+        self.write_batch(values, next_offset, true)
+    }
+
+    /// Written to the WAL without waiting for the fsync: the next synced write of any
+    /// partition of this database makes it durable, because RocksDB's synced write fsyncs
+    /// every live WAL file, and all partitions share the database's WAL. If the database is
+    /// reopened in between (after an I/O error), its recovery replays this instance's WAL and
+    /// flushes it to fsynced tables before the new instance takes any write.
+    fn write_values_and_offset_deferred(
+        &self,
+        values: &[SeqValue],
+        next_offset: PLogOffset,
+    ) -> Result<(), StorageError> {
+        self.write_batch(values, next_offset, false)
+    }
+
+    fn shared_log(&self) -> Option<usize> {
+        Some(Arc::as_ptr(&self.storage.inner) as usize)
     }
 
     fn read_next_offset(&self) -> Result<PLogOffset, StorageError> {
