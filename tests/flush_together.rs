@@ -183,4 +183,59 @@ mod rocksdb {
         // Marked due by the Busy answer: `a`'s worker writes it right after.
         a.wait_durable(ca, Duration::from_secs(5)).unwrap();
     }
+
+    /// The daemon in sync mode on RocksDB with four partitions: a pipelined read touching all
+    /// of them is written as one group by the connection thread; every reply is stored when
+    /// it arrives, and the numbers are what a fresh instance of the database reads.
+    #[test]
+    fn the_daemon_writes_a_read_spanning_partitions_as_one_group() {
+        use common::daemon::{TestServer, config};
+        use seqd::daemon::DurabilityMode;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut acked = Vec::new();
+        {
+            let db = RocksDbStorage::open(dir.path()).unwrap();
+            let cfg = seqd::daemon::Config {
+                partitions: Some(4),
+                ..config(DurabilityMode::Sync)
+            };
+            let server = TestServer::start(cfg, Arc::new(db.clone()));
+            let mut con = server.redis();
+            for round in 0..20u64 {
+                let mut pipe = redis::pipe();
+                for ws in 0..8u64 {
+                    pipe.cmd("NEXT").arg(ws).arg(1).arg(round + 1);
+                }
+                let firsts: Vec<u64> = pipe.query(&mut con).unwrap();
+                for (ws, first) in firsts.into_iter().enumerate() {
+                    let last = first + round;
+                    // Acknowledged, so already durable.
+                    let p = db.partition(PartitionId(ws as u16 % 4));
+                    let stored = p.read_numbers(WsId(ws as u64), &[seqd::SeqId(1)]).unwrap();
+                    assert!(
+                        stored[0].0 >= last,
+                        "ws {ws}: {last} acknowledged, not stored"
+                    );
+                    acked.push((ws as u64, last));
+                }
+            }
+            let status = server.status();
+            for part in status["partitions"].as_array().unwrap() {
+                assert_eq!(part["flush_errors"], 0, "{status:#}");
+                assert_eq!(
+                    part["numbers_issued"],
+                    2 * (1..=20).sum::<u64>(),
+                    "{status:#}"
+                );
+            }
+            server.stop().unwrap();
+        }
+        let db = RocksDbStorage::open(dir.path()).unwrap();
+        for (ws, last) in acked.iter().rev().take(8) {
+            let p = db.partition(PartitionId(0));
+            let stored = p.read_numbers(WsId(*ws), &[seqd::SeqId(1)]).unwrap();
+            assert_eq!(stored[0].0, *last, "ws {ws}");
+        }
+    }
 }
