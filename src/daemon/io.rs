@@ -14,7 +14,8 @@
 //! from inside the event loop, which costs nothing. In sync `-P 1` the flusher had been
 //! making ~1.8 such writes per request.
 //!
-//! In sync mode a thread writes the batches its connections committed itself, when it has
+//! A thread writes the batches its connections committed itself (sync mode: every `NEXT`;
+//! lease mode: the reservations replies wait for, a sequence's first above all), when it has
 //! answered everything it read ([`write_before_sleep`]), as Redis writes its AOF before it
 //! sleeps. After its last request it keeps polling for `--io-spin-us` before it sleeps
 //! ([`spin`]).
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::{DurabilityMode, Shared};
+use super::Shared;
 use crate::error::{Error, Result};
 use crate::flusher::FlushHandle;
 
@@ -180,7 +181,7 @@ fn relays(shared: &Shared) -> (Vec<watch::Receiver<u64>>, JoinSet<()>) {
     (receivers, tasks)
 }
 
-/// Sync mode, per connection thread: a handle per partition to write its pending batch,
+/// Per connection thread: a handle per partition to write its pending batch,
 /// and the partitions this thread's connections committed to since it last wrote.
 struct Writers {
     handles: Vec<Option<FlushHandle>>,
@@ -194,9 +195,6 @@ thread_local! {
 }
 
 fn install_writers(shared: &Shared) {
-    if shared.config.durability != DurabilityMode::Sync {
-        return;
-    }
     let n = shared.partitions.len();
     let writers = Writers {
         handles: (0..n).map(|p| shared.partitions.flush_handle(p)).collect(),
@@ -206,7 +204,7 @@ fn install_writers(shared: &Shared) {
     WRITERS.with(|w| *w.borrow_mut() = Some(writers));
 }
 
-/// Sync mode: a connection on this thread committed numbers on partition `p`; they are
+/// A connection on this thread committed numbers on partition `p`; they are
 /// written when the thread has nothing left to run ([`write_before_sleep`]).
 pub(crate) fn committed(p: usize) {
     WRITERS.with(|w| {
@@ -284,7 +282,7 @@ pub(crate) fn request_read() {
 /// `epoll_wait`: a task that yields makes the loop poll epoll without blocking before it
 /// runs the task again. Waking a sleeping thread costs tens of microseconds on a virtual
 /// machine, more than a request; at `-P 1` it happened once per request or two. While it
-/// polls it also writes what connections committed in sync mode (the loop does not reach
+/// polls it also writes what connections committed (the loop does not reach
 /// [`write_before_sleep`] while a task is runnable). Sleeps when no request came for
 /// `window`, until the next one.
 async fn spin(window: Duration) {

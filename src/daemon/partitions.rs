@@ -22,9 +22,9 @@ use crate::util::lock;
 /// Messages (status, flush, actualize, prefetch, stop) queued per partition worker before
 /// senders wait; prefetches beyond it are dropped (a later request asks again).
 const QUEUE: usize = 1024;
-/// Sync mode: how long the partition's worker leaves a pending batch to the connection
-/// threads (which write it when they go idle, within microseconds) before it writes it
-/// itself; it bounds the wait of a commit no connection thread writes (HTTP, the worker's).
+/// How long the partition's worker leaves a pending batch to the connection threads (which
+/// write it when they go idle, within microseconds) before it writes it itself; it bounds
+/// the wait of a commit no connection thread writes.
 const CALLER_WRITES: std::time::Duration = std::time::Duration::from_millis(2);
 /// Longest a reply waits for its numbers to become durable before it is answered `-BUSY`.
 pub(crate) const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -39,9 +39,9 @@ struct Handle {
     /// Bumped by the flusher on every durable write, discard and actualization.
     durable: watch::Receiver<u64>,
     watcher: DurabilityWatcher,
-    /// Sync mode: writes the partition's pending batch on the caller's thread (see
+    /// Writes the partition's pending batch on the caller's thread (see
     /// `io::write_before_sleep`).
-    flush: Option<FlushHandle>,
+    flush: FlushHandle,
     ready: Arc<AtomicBool>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -104,20 +104,16 @@ impl Partitions {
                     }
                 })
             };
-            let sync = config.durability == super::DurabilityMode::Sync;
             let options = Options {
                 seq_types: SeqTypes::new().with_all(KIND, Number(config.initial)),
                 cache_capacity: config.cache_capacity,
                 max_unflushed: config.max_unflushed,
-                // Sync: the connection threads write each batch themselves before they
-                // sleep; the worker writes only what they left (after CALLER_WRITES), and
-                // retries. Lease: reservations are written at once; group commit still
-                // batches everything that arrives while one is in flight.
-                flush_interval: if sync {
-                    CALLER_WRITES
-                } else {
-                    std::time::Duration::ZERO
-                },
+                // The connection threads write what their requests committed before they
+                // sleep (sync: every `NEXT`; lease: reservations a reply waits for); the
+                // worker writes only what they left (after CALLER_WRITES), and retries. Lease
+                // top-ups, committed by the partition's worker, are written at once
+                // (`flush_soon`).
+                flush_interval: CALLER_WRITES,
                 on_progress: Some(hook),
                 ..Options::default()
             };
@@ -126,7 +122,7 @@ impl Partitions {
             let storage = backend.partition(PartitionId(p));
             let seq = Sequencer::open_named(storage, options, &format!("seqd-flush-{p}"))?;
             let watcher = seq.watcher();
-            let flush = sync.then(|| seq.flush_handle());
+            let flush = seq.flush_handle();
             let partition = Partition::new(
                 PartitionId(p),
                 seq,
@@ -207,9 +203,9 @@ impl Partitions {
         }
     }
 
-    /// Sync mode: a handle that writes partition `p`'s pending batch on the caller's thread.
+    /// A handle that writes partition `p`'s pending batch on the caller's thread.
     pub(crate) fn flush_handle(&self, p: usize) -> Option<FlushHandle> {
-        self.handles.get(p)?.flush.clone()
+        Some(self.handles.get(p)?.flush.clone())
     }
 
     /// Partition `p`'s progress signal: bumped by its flusher after every durable write,
@@ -266,8 +262,8 @@ impl Partitions {
         batch.reqs.push(req);
         self.answer(p, &mut batch);
         if let Some(mut flush) = self.flush_handle(p) {
-            // Sync: write it now rather than after CALLER_WRITES. Busy or failed, the
-            // worker writes it.
+            // Write what it committed (a lease top-up too, which no reply waits for) now
+            // rather than after CALLER_WRITES. Busy or failed, the worker writes it.
             let _ = tokio::task::spawn_blocking(move || flush.flush_now()).await;
         }
         if let Some(mut durable) = self.progress(p) {

@@ -407,6 +407,8 @@ impl Conn {
         for (p, batch) in self.batches.iter_mut().enumerate() {
             if !batch.reqs.is_empty() {
                 self.shared.partitions.answer(p, batch);
+                // Whatever it committed, a reply waits for it or not (a lease top-up made
+                // while answering): this thread writes it before it sleeps.
                 super::io::committed(p);
             }
         }

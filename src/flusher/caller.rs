@@ -2,11 +2,11 @@
 //!
 //! The background worker starts a write `flush_interval` after the first commit of a batch.
 //! An embedder that knows better when a batch is complete can write it itself, at once, on
-//! its own thread. The daemon's connection threads do so in sync mode when they have
-//! answered every request they read and are about to sleep, as Redis writes its AOF before
-//! it sleeps: the batch then holds everything those reads committed, and the replies go out
-//! from the thread that wrote it, with no hand-over to the worker and back (on these machines
-//! each cross-thread wake-up cost about 100 µs, a third of an fsync).
+//! its own thread. The daemon's connection threads do so when they have answered every
+//! request they read and are about to sleep, as Redis writes its AOF before it sleeps: the
+//! batch then holds everything those reads committed, and the replies go out from the
+//! thread that wrote it, with no hand-over to the worker and back (on these machines each
+//! cross-thread wake-up cost about 100 µs, a third of an fsync).
 //!
 //! Only one write is in flight at a time: the handle writes only when neither the worker nor
 //! another handle is writing, and the worker waits while a handle writes. A failed write is

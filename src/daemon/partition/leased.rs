@@ -68,6 +68,9 @@ impl Partition {
         let n = lock(&self.leases).plan_prefetch(key, Instant::now());
         if let Some(n) = n {
             self.reserve_ahead(key.0, key.1, n);
+            // No connection thread committed it, so none will write it: the flusher does,
+            // at once, not after its `flush_interval`.
+            self.seq.flush_handle().flush_soon();
         }
     }
 
