@@ -102,15 +102,20 @@ fi
 
 # ---------------------------------------------------------------- helpers
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-next_port=$((20000 + RANDOM % 20000))
+# Ports below the kernel's ephemeral range: a port in it may be the local end of one of the
+# clients' connections by the time a server binds it (a lease server once failed to start so).
+ephemeral_low="$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
+((ephemeral_low > 12000)) || ephemeral_low=32768
+next_port=$((10000 + RANDOM % (ephemeral_low - 12000)))
 free_port() { # VAR: sets it to a port nothing listens on (not in $(...): it counts up)
   while listening "$next_port"; do next_port=$((next_port + 1)); done
   printf -v "$1" '%s' "$next_port"
   next_port=$((next_port + 1))
 }
-wait_for() { # what, command...
-  local what=$1; shift
+wait_for() { # what, log, command...
+  local what=$1 logfile=$2; shift 2
   for _ in $(seq 1 300); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  [[ -f "$logfile" ]] && tail -20 "$logfile" >&2
   die "$what did not come up"
 }
 as_pg() {
@@ -207,7 +212,7 @@ for mode in sync lease; do
   SEQD_LOG=warn "$seqd" serve --data-dir "$work/seqd-$mode" --host 127.0.0.1 --port "$port" \
     --admin-port "$admin" --durability "$mode" >"$work/seqd-$mode.log" 2>&1 &
   pid=$!; pids+=("$pid")
-  wait_for "seqd ($mode)" http_ok "$admin" /readyz
+  wait_for "seqd ($mode)" "$work/seqd-$mode.log" http_ok "$admin" /readyz
   w5 "$mode" "$port" seqd
   sb "$mode|pg" "$port" 1 --threads 2 --duration "$PG_SECS"
   sb "$mode|pg16" "$port" 16 --threads 2 --duration "$PG_SECS"
@@ -224,7 +229,7 @@ for fsync in always everysec; do
     --appendonly yes --appendfsync "$fsync" --daemonize no \
     --logfile "$work/redis-$fsync.log" &
   pid=$!; pids+=("$pid")
-  wait_for "redis-server ($fsync)" redis-cli -h 127.0.0.1 -p "$port" ping
+  wait_for "redis-server ($fsync)" "$work/redis-$fsync.log" redis-cli -h 127.0.0.1 -p "$port" ping
   w5 "$fsync" "$port" redis
   stop_pid "$pid"
 done
