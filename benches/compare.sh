@@ -103,7 +103,8 @@ fi
 # ---------------------------------------------------------------- helpers
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # Ports below the kernel's ephemeral range: a port in it may be the local end of one of the
-# clients' connections by the time a server binds it (a lease server once failed to start so).
+# clients' connections by the time a server binds it. (A lease server once did not come up
+# in a run, its log gone with the temp dir; this is the likeliest cause, not a proven one.)
 ephemeral_low="$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
 ((ephemeral_low > 12000)) || ephemeral_low=32768
 next_port=$((10000 + RANDOM % (ephemeral_low - 12000)))
