@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use seqd::storage::{FaultOps, FaultyStorage, MemoryStorage, SeqStorage};
-use seqd::{FlushNow, Options, RetryPolicy, Sequencer, WsId};
+use seqd::{FlushNow, Sequencer, WsId};
 
 type Faulty = Arc<FaultyStorage<Arc<MemoryStorage>>>;
 
@@ -16,17 +16,7 @@ type Faulty = Arc<FaultyStorage<Arc<MemoryStorage>>>;
 const NEVER: Duration = Duration::from_secs(10);
 
 fn open(storage: &Faulty, flush_interval: Duration) -> Sequencer {
-    let opts = Options {
-        flush_interval,
-        retry: RetryPolicy {
-            base: Duration::from_millis(1),
-            cap: Duration::from_millis(5),
-            max_attempts: 1_000,
-            ..RetryPolicy::default()
-        },
-        ..options()
-    };
-    let mut seq = Sequencer::open(storage.clone(), opts).unwrap();
+    let mut seq = Sequencer::open(storage.clone(), caller_options(flush_interval)).unwrap();
     seq.wait_ready(WAIT).unwrap();
     seq
 }

@@ -9,23 +9,13 @@ use std::time::Duration;
 
 use common::*;
 use seqd::storage::{FaultyStorage, SeqStorage};
-use seqd::{FlushHandle, FlushNow, Number, Options, RetryPolicy, Sequencer, WsId};
+use seqd::{FlushHandle, FlushNow, Number, Sequencer, WsId};
 
 /// The worker would wait this long before writing: far longer than any test waits.
 const NEVER: Duration = Duration::from_secs(10);
 
 fn open<S: SeqStorage + 'static>(storage: Arc<FaultyStorage<S>>) -> Sequencer {
-    let opts = Options {
-        flush_interval: NEVER,
-        retry: RetryPolicy {
-            base: Duration::from_millis(1),
-            cap: Duration::from_millis(5),
-            max_attempts: 1_000,
-            ..RetryPolicy::default()
-        },
-        ..options()
-    };
-    let mut seq = Sequencer::open(storage, opts).unwrap();
+    let mut seq = Sequencer::open(storage, caller_options(NEVER)).unwrap();
     seq.wait_ready(WAIT).unwrap();
     seq
 }

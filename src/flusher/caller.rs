@@ -78,7 +78,7 @@ impl FlushHandle {
             .shared
             .storage
             .write_values_and_offset(&self.values, next);
-        self.finish(batch, next, self.values.len(), t0.elapsed(), result)
+        self.finish(batch, next, t0.elapsed(), result)
     }
 
     /// Writes the pending batches of several sequencers on this thread, each as
@@ -107,36 +107,38 @@ impl FlushHandle {
                 Err(outcome) => outcomes[i] = outcome,
             }
         }
+        // The last batch taken is written durably, the others before it deferred.
+        let Some((last, batch, next)) = taken.pop() else {
+            return outcomes;
+        };
         let t0 = Instant::now();
-        let last = taken.len().saturating_sub(1);
         let mut deferred = Vec::with_capacity(taken.len());
-        for (k, (i, batch, next)) in taken.into_iter().enumerate() {
+        for (i, batch, next) in taken {
             let h = &mut handles[i];
-            let storage = &h.shared.storage;
-            if k < last {
-                match storage.write_values_and_offset_deferred(&h.values, next) {
-                    Ok(()) => deferred.push((i, batch, next)),
-                    Err(e) => outcomes[i] = h.finish(batch, next, 0, t0.elapsed(), Err(e)),
-                }
-                continue;
+            match h
+                .shared
+                .storage
+                .write_values_and_offset_deferred(&h.values, next)
+            {
+                Ok(()) => deferred.push((i, batch, next)),
+                Err(e) => outcomes[i] = h.finish(batch, next, t0.elapsed(), Err(e)),
             }
-            let result = storage.write_values_and_offset(&h.values, next);
-            let took = t0.elapsed();
-            // The deferred writes are durable exactly when this one is; if it failed, they
-            // may or may not be, and their own retry settles it.
-            for (j, batch, next) in deferred.drain(..) {
-                let keys = handles[j].values.len();
-                let theirs = match &result {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(StorageError::retryable(format!(
-                        "the write that was to make this batch durable failed: {e}"
-                    ))),
-                };
-                outcomes[j] = handles[j].finish(batch, next, keys, took, theirs);
-            }
-            let h = &mut handles[i];
-            outcomes[i] = h.finish(batch, next, h.values.len(), took, result);
         }
+        let h = &mut handles[last];
+        let result = h.shared.storage.write_values_and_offset(&h.values, next);
+        let took = t0.elapsed();
+        // The deferred writes are durable exactly when this one is; if it failed, they may or
+        // may not be, and their own retry settles it.
+        for (i, batch, next) in deferred {
+            let theirs = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StorageError::retryable(format!(
+                    "the write that was to make this batch durable failed: {e}"
+                ))),
+            };
+            outcomes[i] = handles[i].finish(batch, next, took, theirs);
+        }
+        outcomes[last] = handles[last].finish(batch, next, took, result);
         outcomes
     }
 
@@ -174,14 +176,13 @@ impl FlushHandle {
         &mut self,
         batch: Arc<ValueMap>,
         next: PLogOffset,
-        keys: usize,
         took: Duration,
         result: Result<(), StorageError>,
     ) -> FlushNow {
         let shared = &*self.shared;
         match result {
             Ok(()) => {
-                written(shared, batch, keys, took, next, true);
+                written(shared, batch, self.values.len(), took, next, true);
                 FlushNow::Written
             }
             Err(e) => {

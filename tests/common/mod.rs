@@ -43,6 +43,20 @@ pub fn options() -> Options {
     }
 }
 
+/// [`options`] with `flush_interval` and a retry budget that outlasts any test: for tests of
+/// writes on the caller's thread (`FlushHandle`), where the worker retries what failed.
+pub fn caller_options(flush_interval: Duration) -> Options {
+    let base = options();
+    Options {
+        flush_interval,
+        retry: RetryPolicy {
+            max_attempts: 1_000,
+            ..base.retry
+        },
+        ..base
+    }
+}
+
 /// The value an event logs for sequence `ID` of workspace `ws`.
 pub fn id_value(ws: u64, number: Number) -> SeqValue {
     SeqValue {
