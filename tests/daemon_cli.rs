@@ -45,6 +45,7 @@ const ENV: &[(&str, &str)] = &[
     ("SEQD_WRITE_TIMEOUT", "11"),
     ("SEQD_LOG_FORMAT", "json"),
     ("SEQD_IO_SPIN_US", "12"),
+    ("SEQD_MAX_PENDING_BYTES", "70000"),
 ];
 
 /// The configuration `ENV` describes.
@@ -65,6 +66,7 @@ fn from_env() -> Config {
         cache_capacity: 7,
         max_unflushed: 8,
         max_leases: 9,
+        max_pending_bytes: 70_000,
         request_timeout_secs: 10,
         write_timeout_secs: 11,
         log_format: LogFormat::Json,

@@ -18,15 +18,21 @@
 //!   decimal numbers in range (checked against `str::parse`); command names are
 //!   case-insensitive;
 //! * any argument list encoded as a RESP array with the `write_*` reply encoders (and as an
-//!   inline line, when it can be one) parses back to itself.
+//!   inline line, when it can be one: plain, or quoted and escaped as `redis-cli` would) parses
+//!   back to itself;
+//! * RESP3 mode: every reply type whose encoding depends on the protocol (maps, sets, nulls,
+//!   verbatim text), with payloads from the input, and `COMMAND INFO`/`DOCS` of every command,
+//!   decode as exactly one well-formed reply in both RESP2 and RESP3, the RESP2 shape being the
+//!   RESP3 one flattened; `COMMAND GETKEYS` of the parsed request never panics and, for a valid
+//!   `NEXT`/`PEEK`, names the workspace.
 
 #![no_main]
 
-use std::ops::Range;
-
 use libfuzzer_sys::fuzz_target;
-use seqd::daemon::command::{Command, MAX_COUNT, parse_command};
-use seqd::daemon::protocol::{self, MAX_ARGS, MAX_BULK, MAX_INLINE, parse_request};
+use seqd::daemon::command::{Command, MAX_COUNT, parse_command, spec};
+use seqd::daemon::protocol::{
+    self, Args, MAX_ARGS, MAX_BULK, MAX_INLINE, Proto, inline, parse_request,
+};
 
 /// The most bytes an incomplete multibulk request can hold: a `*` header of at most 20 digits
 /// (or `-1`), then `MAX_ARGS` × (`$`, 20 digits, CRLF, `MAX_BULK` bytes, CRLF).
@@ -68,6 +74,7 @@ fuzz_target!(|data: &[u8]| {
     );
 
     round_trip(payload, &lens);
+    resp3_replies(payload);
 });
 
 /// Feeds `payload` in reads of `lens` (cycling) through the server's buffer handling.
@@ -110,10 +117,10 @@ fn process(buf: &[u8], pipeline: usize, events: &mut Vec<Event>) -> (usize, bool
     while taken < pipeline && pos < buf.len() {
         let rest = &buf[pos..];
         match checked_parse(rest) {
-            Ok(Some((len, ranges))) => {
+            Ok(Some((len, argv))) => {
                 taken += 1;
                 pos += len;
-                let argv: Vec<&[u8]> = ranges.iter().map(|r| &rest[r.clone()]).collect();
+                let argv: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
                 if argv.is_empty() {
                     events.push(Event::Empty);
                 } else {
@@ -133,12 +140,14 @@ fn process(buf: &[u8], pipeline: usize, events: &mut Vec<Event>) -> (usize, bool
     (pos, false)
 }
 
-/// A complete request: its length and its arguments' ranges.
-type Parsed = (usize, Vec<Range<usize>>);
+/// A complete request: its length and its arguments.
+type Parsed = (usize, Vec<Vec<u8>>);
 
 /// `parse_request`, with every property of one call checked.
 fn checked_parse(buf: &[u8]) -> Result<Option<Parsed>, String> {
-    let mut args = vec![0..0; 3]; // not empty: parse_request must clear it
+    let mut args = Args::new();
+    // Junk from an earlier request: parse_request must clear it.
+    let _ = parse_request(b"X 'y' z\n", &mut args);
     match parse_request(buf, &mut args) {
         Ok(Some(n)) => {
             assert!(n > 0 && n <= buf.len(), "consumed {n} of {}", buf.len());
@@ -146,19 +155,34 @@ fn checked_parse(buf: &[u8]) -> Result<Option<Parsed>, String> {
             assert!(args.len() <= MAX_ARGS, "{} arguments", args.len());
             let multibulk = buf[0] == b'*';
             let max = if multibulk { MAX_BULK } else { MAX_INLINE };
-            let mut prev_end = 0;
-            for r in &args {
+            let argv: Vec<Vec<u8>> = args.iter(req).map(<[u8]>::to_vec).collect();
+            assert_eq!(
+                argv.len(),
+                args.len(),
+                "an argument's range is out of bounds"
+            );
+            if args.is_decoded() {
+                assert!(!multibulk, "a multibulk request decoded");
                 assert!(
-                    prev_end <= r.start && r.start <= r.end && r.end <= n,
-                    "argument {r:?} of a request of {n} bytes (previous ended at {prev_end})"
+                    req.iter().any(|&b| b == b'"' || b == b'\''),
+                    "decoded without quotes"
                 );
-                assert!(r.len() <= max, "argument of {} bytes", r.len());
-                prev_end = r.end;
-                if !multibulk {
-                    let arg = &req[r.clone()];
+            } else {
+                let mut prev_end = 0;
+                for r in args.ranges() {
+                    assert!(
+                        prev_end <= r.start && r.start <= r.end && r.end <= n,
+                        "argument {r:?} of a request of {n} bytes (previous ended at {prev_end})"
+                    );
+                    prev_end = r.end;
+                }
+            }
+            for arg in &argv {
+                assert!(arg.len() <= max, "argument of {} bytes", arg.len());
+                if !multibulk && !args.is_decoded() {
                     assert!(!arg.is_empty(), "empty inline argument");
                     assert!(
-                        !arg.iter().any(|b| b" \t\r\n".contains(b)),
+                        !arg.iter().any(|&b| b == b'\n' || inline::is_space(b)),
                         "inline argument {arg:?} holds a separator"
                     );
                 }
@@ -169,9 +193,10 @@ fn checked_parse(buf: &[u8]) -> Result<Option<Parsed>, String> {
                 assert!(req.ends_with(b"\n"), "inline request without a newline");
             }
             // The request alone parses the same: the parser never looked past its end.
-            let mut again = Vec::new();
+            let mut again = Args::new();
             assert_eq!(parse_request(req, &mut again), Ok(Some(n)));
-            assert_eq!(again, args, "arguments of the request alone");
+            let again_argv: Vec<Vec<u8>> = again.iter(req).map(<[u8]>::to_vec).collect();
+            assert_eq!(again_argv, argv, "arguments of the request alone");
             // One byte short it is incomplete, whatever the request was.
             assert_eq!(
                 parse_request(&req[..n - 1], &mut again),
@@ -179,7 +204,7 @@ fn checked_parse(buf: &[u8]) -> Result<Option<Parsed>, String> {
                 "a request one byte short of {req:?}"
             );
             assert!(again.is_empty());
-            Ok(Some((n, args)))
+            Ok(Some((n, argv)))
         }
         Ok(None) => {
             assert!(args.is_empty(), "arguments left after an incomplete parse");
@@ -249,6 +274,13 @@ fn checked_command(argv: &[&[u8]]) -> String {
         assert_eq!(got, want, "{argv:?}");
     }
 
+    // COMMAND GETKEYS of the same request: never a panic; a valid NEXT/PEEK's key is its
+    // workspace, as cluster clients route by it.
+    let keys = spec::get_keys(argv);
+    if let Ok(Command::Next { .. } | Command::Peek { .. }) = &result {
+        assert_eq!(keys, Ok(vec![argv[1]]), "{argv:?}");
+    }
+
     // Names are case-insensitive: the same request in upper case means the same command.
     let upper = name.to_ascii_uppercase();
     let mut argv_upper = argv.to_vec();
@@ -303,24 +335,52 @@ fn round_trip(payload: &[u8], lens: &[usize]) {
     }
     let len = out.len();
     out.extend_from_slice(b"*1\r\n$4\r\nPI");
-    let mut ranges = Vec::new();
-    assert_eq!(parse_request(&out, &mut ranges), Ok(Some(len)));
-    let parsed: Vec<&[u8]> = ranges.iter().map(|r| &out[r.clone()]).collect();
+    let mut parsed_args = Args::new();
+    assert_eq!(parse_request(&out, &mut parsed_args), Ok(Some(len)));
+    let parsed: Vec<&[u8]> = parsed_args.iter(&out).collect();
     assert_eq!(parsed, args, "RESP round trip");
 
     // Inline, when the arguments can be written as one line.
-    let inline_ok = !args.is_empty()
-        && args[0].first() != Some(&b'*')
-        && args
-            .iter()
-            .all(|a| !a.is_empty() && !a.iter().any(|b| b" \t\r\n".contains(b)));
-    if inline_ok {
+    let plain = |a: &[u8]| {
+        !a.is_empty()
+            && !a
+                .iter()
+                .any(|&b| b == b'\n' || b == b'"' || b == b'\'' || inline::is_space(b))
+    };
+    let starts_inline = !args.is_empty() && args[0].first() != Some(&b'*');
+    if starts_inline && args.iter().all(|a| plain(a)) {
         let mut line = args.join(&b' ');
         if line.len() <= MAX_INLINE {
             line.extend_from_slice(b"\r\n");
-            assert_eq!(parse_request(&line, &mut ranges), Ok(Some(line.len())));
-            let parsed: Vec<&[u8]> = ranges.iter().map(|r| &line[r.clone()]).collect();
+            assert_eq!(parse_request(&line, &mut parsed_args), Ok(Some(line.len())));
+            let parsed: Vec<&[u8]> = parsed_args.iter(&line).collect();
             assert_eq!(parsed, args, "inline round trip");
+        }
+    }
+    // Quoted as redis-cli quotes: every argument in double quotes, with escapes.
+    if !args.is_empty() {
+        let mut line = Vec::new();
+        for (i, a) in args.iter().enumerate() {
+            if i > 0 {
+                line.push(b' ');
+            }
+            line.push(b'"');
+            for &b in *a {
+                match b {
+                    b'"' | b'\\' => line.extend_from_slice(&[b'\\', b]),
+                    b'\n' => line.extend_from_slice(b"\\n"),
+                    b'\r' => line.extend_from_slice(b"\\r"),
+                    b if b.is_ascii_graphic() || b == b' ' => line.push(b),
+                    b => line.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
+                }
+            }
+            line.push(b'"');
+        }
+        if line.len() <= MAX_INLINE {
+            line.extend_from_slice(b"\r\n");
+            assert_eq!(parse_request(&line, &mut parsed_args), Ok(Some(line.len())));
+            let parsed: Vec<&[u8]> = parsed_args.iter(&line).collect();
+            assert_eq!(parsed, args, "quoted inline round trip of {line:?}");
         }
     }
 
@@ -348,4 +408,142 @@ fn round_trip(payload: &[u8], lens: &[usize]) {
     let signed = n as i64;
     protocol::write_int(&mut out, signed);
     assert_eq!(out, format!(":{signed}\r\n").into_bytes());
+}
+
+/// A decoded reply, RESP2 or RESP3.
+#[derive(Debug, PartialEq)]
+enum Value {
+    Simple(Vec<u8>),
+    Int(i64),
+    Bulk(Vec<u8>),
+    Verbatim(Vec<u8>),
+    Null,
+    Array(Vec<Value>),
+    Set(Vec<Value>),
+    Map(Vec<Value>),
+}
+
+impl Value {
+    /// The RESP2 shape of a RESP3 value: maps and sets as arrays, nulls as the null bulk
+    /// string, verbatim strings as bulk strings without their format prefix.
+    fn flattened(self) -> Value {
+        let flat = |items: Vec<Value>| items.into_iter().map(Value::flattened).collect();
+        match self {
+            Value::Array(items) | Value::Set(items) | Value::Map(items) => {
+                Value::Array(flat(items))
+            }
+            Value::Verbatim(text) => Value::Bulk(text[4..].to_vec()),
+            other => other,
+        }
+    }
+}
+
+/// Decodes exactly one reply from the front of `b`, checking its framing; the rest.
+fn decode(b: &[u8]) -> (Value, &[u8]) {
+    let end = b
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .expect("reply line without CRLF");
+    let line = &b[1..end];
+    assert!(!line.contains(&b'\r') && !line.contains(&b'\n'), "{line:?}");
+    let rest = &b[end + 2..];
+    let number = || -> i64 { std::str::from_utf8(line).unwrap().parse().unwrap() };
+    let len = || usize::try_from(number()).expect("a negative length");
+    match b[0] {
+        b'+' => (Value::Simple(line.to_vec()), rest),
+        b':' => (Value::Int(number()), rest),
+        b'_' => {
+            assert!(line.is_empty());
+            (Value::Null, rest)
+        }
+        b'$' if line == b"-1" => (Value::Null, rest),
+        b'$' | b'=' => {
+            let n = len();
+            assert_eq!(&rest[n..n + 2], b"\r\n", "bulk without its CRLF");
+            let body = rest[..n].to_vec();
+            if b[0] == b'=' {
+                assert!(
+                    body.len() >= 4 && body[3] == b':',
+                    "verbatim without a format"
+                );
+                (Value::Verbatim(body), &rest[n + 2..])
+            } else {
+                (Value::Bulk(body), &rest[n + 2..])
+            }
+        }
+        b'*' => {
+            let (v, rest) = items(len(), rest);
+            (Value::Array(v), rest)
+        }
+        b'~' => {
+            let (v, rest) = items(len(), rest);
+            (Value::Set(v), rest)
+        }
+        b'%' => {
+            let (v, rest) = items(2 * len(), rest);
+            (Value::Map(v), rest)
+        }
+        other => panic!("unknown reply type {:?}", other as char),
+    }
+}
+
+/// Decodes `n` replies from the front of `rest`.
+fn items(n: usize, mut rest: &[u8]) -> (Vec<Value>, &[u8]) {
+    let mut v = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        let (item, r) = decode(rest);
+        v.push(item);
+        rest = r;
+    }
+    (v, rest)
+}
+
+/// Encodes a reply in both protocols with `write`; both decode whole, and the RESP2 one is the
+/// RESP3 one flattened.
+fn both(write: impl Fn(&mut Vec<u8>, Proto)) {
+    let mut v3 = Vec::new();
+    write(&mut v3, Proto::Resp3);
+    let mut v2 = Vec::new();
+    write(&mut v2, Proto::Resp2);
+    let (r3, rest) = decode(&v3);
+    assert!(rest.is_empty(), "bytes after a RESP3 reply");
+    let (r2, rest) = decode(&v2);
+    assert!(rest.is_empty(), "bytes after a RESP2 reply");
+    assert_eq!(r3.flattened(), r2);
+}
+
+/// The replies whose encoding depends on the protocol, with the input as their payload.
+fn resp3_replies(payload: &[u8]) {
+    let words: Vec<&[u8]> = payload.split(|&b| b == b' ').take(MAX_ARGS).collect();
+    both(|o, proto| {
+        protocol::write_map_len(o, proto, words.len());
+        for w in &words {
+            protocol::write_bulk(o, w);
+            protocol::write_null(o, proto);
+        }
+    });
+    both(|o, proto| {
+        protocol::write_set_len(o, proto, words.len());
+        for w in &words {
+            protocol::write_simple(o, &String::from_utf8_lossy(w));
+        }
+    });
+    both(|o, proto| protocol::write_verbatim(o, proto, payload));
+    // COMMAND INFO and DOCS of the commands the input names (all of them for an empty one).
+    for spec in spec::COMMANDS
+        .iter()
+        .filter(|s| {
+            words
+                .iter()
+                .any(|w| w.eq_ignore_ascii_case(s.name.as_bytes()))
+        })
+        .chain(
+            spec::COMMANDS
+                .iter()
+                .take(usize::from(payload.is_empty()) * 100),
+        )
+    {
+        both(|o, proto| spec::write_info(o, proto, spec));
+        both(|o, proto| spec::write_docs(o, proto, spec));
+    }
 }

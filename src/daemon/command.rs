@@ -2,17 +2,29 @@
 //!
 //! [`parse_command`] checks names (case-insensitive), arity and numbers, and says exactly what is
 //! wrong when something is: the error text is sent to the client as is. Parsing `GETSEQ`, `NEXT`
-//! and `PEEK` never allocates; errors do.
+//! and `PEEK` never allocates; errors do. The other commands are parsed in [`admin`]; what each
+//! command is (arity, flags, keys, docs, as `COMMAND` reports it) is in [`spec`].
 
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use std::fmt;
+
+use smallvec::SmallVec;
+
+mod admin;
+pub mod spec;
+
+pub use admin::Sections;
 
 /// Most numbers one NEXT may take.
 pub const MAX_COUNT: u64 = 1_000_000;
 
 /// Longest part of a client-sent value quoted back in an error message.
 const SHOW_MAX: usize = 32;
+
+/// Up to a few borrowed arguments inline (more spill to the heap): names given to `COMMAND INFO`,
+/// patterns given to `CONFIG GET`, ...
+pub type Words<'a> = SmallVec<[&'a [u8]; 4]>;
 
 /// One request, typed. Borrowed arguments point into the connection's read buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +51,8 @@ pub enum Command<'a> {
     },
     /// `PING [message]`.
     Ping(Option<&'a [u8]>),
+    /// `ECHO message`.
+    Echo(&'a [u8]),
     /// `QUIT`.
     Quit,
     /// `AUTH password` or `AUTH username password`.
@@ -57,15 +71,78 @@ pub enum Command<'a> {
         /// `SETNAME clientname`, if given.
         setname: Option<&'a [u8]>,
     },
-    /// `COMMAND [subcommand ...]`: the subcommand name, raw (the caller compares it
-    /// case-insensitively); further arguments are ignored.
-    CommandInfo(Option<&'a [u8]>),
-    /// `CONFIG GET pattern`.
-    ConfigGet(&'a [u8]),
+    /// `COMMAND [subcommand ...]`.
+    Command(CommandSub<'a>),
+    /// `CONFIG GET pattern [pattern ...]`.
+    ConfigGet(Words<'a>),
     /// `SELECT db`, raw (the caller accepts 0 only).
     Select(&'a [u8]),
-    /// `CLIENT SETNAME name` or `CLIENT SETINFO attr value`: accepted and ignored.
-    ClientSetInfo,
+    /// `CLIENT subcommand ...`.
+    Client(ClientSub<'a>),
+    /// `INFO [section ...]`.
+    Info(Sections),
+    /// `DBSIZE`: how many sequences have been used.
+    DbSize,
+    /// `TIME`: the server's clock.
+    Time,
+    /// `MULTI`: start queueing a transaction.
+    Multi,
+    /// `EXEC`: run the queued transaction.
+    Exec,
+    /// `DISCARD`: drop the queued transaction.
+    Discard,
+    /// `WATCH key ...`: refused (see `design/daemon.md`).
+    Watch,
+    /// `UNWATCH`: nothing is ever watched, so `+OK`.
+    Unwatch,
+}
+
+/// The subcommands of `COMMAND`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandSub<'a> {
+    /// `COMMAND`: every command's description.
+    All,
+    /// `COMMAND COUNT`.
+    Count,
+    /// `COMMAND LIST`: every command's name.
+    List,
+    /// `COMMAND INFO [name ...]`.
+    Info(Words<'a>),
+    /// `COMMAND DOCS [name ...]`.
+    Docs(Words<'a>),
+    /// `COMMAND GETKEYS command [arg ...]`: the keys of that request.
+    GetKeys(Words<'a>),
+}
+
+/// The subcommands of `CLIENT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientSub<'a> {
+    /// `CLIENT ID`.
+    Id,
+    /// `CLIENT SETNAME name`.
+    SetName(&'a [u8]),
+    /// `CLIENT GETNAME`.
+    GetName,
+    /// `CLIENT SETINFO LIB-NAME|LIB-VER value`.
+    SetInfo {
+        /// Which attribute.
+        attr: LibAttr,
+        /// Its value.
+        value: &'a [u8],
+    },
+    /// `CLIENT INFO`: this connection, in `CLIENT LIST`'s format.
+    Info,
+    /// `CLIENT LIST`: every connection.
+    List,
+}
+
+/// What `CLIENT SETINFO` sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LibAttr {
+    /// `LIB-NAME`: the client library's name.
+    Name,
+    /// `LIB-VER`: its version.
+    Version,
 }
 
 /// An error reply for a request that is well-framed but wrong; the connection stays open.
@@ -89,6 +166,7 @@ pub fn parse_command<'a>(args: &[&'a [u8]]) -> Result<Command<'a>, CommandError>
         return Err(CommandError("ERR empty command".to_owned()));
     };
     let is = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
+    // The number commands first: they are nearly every request.
     if is("NEXT") {
         let (ws, seq, count) = match *rest {
             [ws, seq] => (ws, seq, None),
@@ -114,122 +192,8 @@ pub fn parse_command<'a>(args: &[&'a [u8]]) -> Result<Command<'a>, CommandError>
         no_args(rest, "getseq", Command::GetSeq)
     } else if is("CURRENT") {
         no_args(rest, "current", Command::Current)
-    } else if is("PING") {
-        match *rest {
-            [] => Ok(Command::Ping(None)),
-            [message] => Ok(Command::Ping(Some(message))),
-            _ => Err(arity("ping")),
-        }
-    } else if is("QUIT") {
-        no_args(rest, "quit", Command::Quit)
-    } else if is("AUTH") {
-        match *rest {
-            [password] => Ok(Command::Auth {
-                username: None,
-                password,
-            }),
-            [username, password] => Ok(Command::Auth {
-                username: Some(username),
-                password,
-            }),
-            _ => Err(arity("auth")),
-        }
-    } else if is("HELLO") {
-        hello(rest)
-    } else if is("COMMAND") {
-        Ok(Command::CommandInfo(rest.first().copied()))
-    } else if is("CONFIG") {
-        config(rest)
-    } else if is("SELECT") {
-        let [db] = *rest else {
-            return Err(arity("select"));
-        };
-        Ok(Command::Select(db))
-    } else if is("CLIENT") {
-        client(rest)
     } else {
-        Err(CommandError(format!(
-            "ERR Unknown command '{}'. Supported: GETSEQ, CURRENT, NEXT, PEEK, PING, QUIT, AUTH, \
-             HELLO, COMMAND, CONFIG GET",
-            show(name)
-        )))
-    }
-}
-
-/// `HELLO [protover [AUTH username password] [SETNAME clientname]]`; options in any order, the
-/// last of a repeated option wins (as in Redis).
-fn hello<'a>(rest: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
-    let Some((&version, mut options)) = rest.split_first() else {
-        return Ok(Command::Hello {
-            version: None,
-            auth: None,
-            setname: None,
-        });
-    };
-    let (mut auth, mut setname) = (None, None);
-    while let Some((&option, after)) = options.split_first() {
-        options = match *after {
-            [user, pass, ref more @ ..] if option.eq_ignore_ascii_case(b"AUTH") => {
-                auth = Some((user, pass));
-                more
-            }
-            [name, ref more @ ..] if option.eq_ignore_ascii_case(b"SETNAME") => {
-                setname = Some(name);
-                more
-            }
-            _ => {
-                return Err(CommandError(format!(
-                    "ERR Syntax error in HELLO option '{}'",
-                    show(option)
-                )));
-            }
-        };
-    }
-    Ok(Command::Hello {
-        version: Some(version),
-        auth,
-        setname,
-    })
-}
-
-/// `CONFIG GET pattern`; other subcommands are refused.
-fn config<'a>(rest: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
-    let Some((&sub, params)) = rest.split_first() else {
-        return Err(arity("config"));
-    };
-    if !sub.eq_ignore_ascii_case(b"GET") {
-        return Err(CommandError(format!(
-            "ERR CONFIG subcommand '{}' is not supported; only CONFIG GET",
-            show(sub)
-        )));
-    }
-    match *params {
-        [pattern] => Ok(Command::ConfigGet(pattern)),
-        _ => Err(arity("config|get")),
-    }
-}
-
-/// `CLIENT SETNAME name` and `CLIENT SETINFO attr value` (sent by client libraries on connect);
-/// other subcommands are refused.
-fn client<'a>(rest: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
-    let Some((&sub, params)) = rest.split_first() else {
-        return Err(arity("client"));
-    };
-    if sub.eq_ignore_ascii_case(b"SETNAME") {
-        match params.len() {
-            1 => Ok(Command::ClientSetInfo),
-            _ => Err(arity("client|setname")),
-        }
-    } else if sub.eq_ignore_ascii_case(b"SETINFO") {
-        match params.len() {
-            2 => Ok(Command::ClientSetInfo),
-            _ => Err(arity("client|setinfo")),
-        }
-    } else {
-        Err(CommandError(format!(
-            "ERR CLIENT subcommand '{}' is not supported; only CLIENT SETNAME and CLIENT SETINFO",
-            show(sub)
-        )))
+        admin::parse(name, rest)
     }
 }
 

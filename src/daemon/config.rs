@@ -49,7 +49,7 @@ pub struct Config {
     #[arg(long, env = "SEQD_HOST", default_value = "127.0.0.1")]
     pub host: String,
 
-    /// Protocol (RESP2) port; 0 picks a free one.
+    /// Protocol (RESP2/RESP3) port; 0 picks a free one.
     #[arg(long, env = "SEQD_PORT", default_value_t = 10001)]
     pub port: u16,
 
@@ -81,7 +81,8 @@ pub struct Config {
     #[arg(long, env = "SEQD_INITIAL", default_value_t = 1)]
     pub initial: u64,
 
-    /// Most client connections at once; the next one gets an error and is closed.
+    /// Most client connections at once; the next one gets an error and is closed. Lowered at
+    /// start (with a warning) when the open-file limit cannot be raised to fit it.
     #[arg(long, env = "SEQD_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
@@ -112,6 +113,12 @@ pub struct Config {
     /// one window, never a reuse).
     #[arg(long, env = "SEQD_MAX_LEASES", default_value_t = 100_000)]
     pub max_leases: usize,
+
+    /// Bytes all connections together may hold in requests they have not received whole and
+    /// in queued MULTI transactions, beyond 16 KiB each. A connection that would go over is
+    /// told so and closed. At least 65536.
+    #[arg(long, env = "SEQD_MAX_PENDING_BYTES", default_value_t = 256 << 20)]
+    pub max_pending_bytes: usize,
 
     /// Close a connection that sent part of a request and did not complete it within this
     /// many seconds (`--request-timeout`).
@@ -156,6 +163,7 @@ impl Default for Config {
             cache_capacity: 100_000,
             max_unflushed: 100_000,
             max_leases: 100_000,
+            max_pending_bytes: 256 << 20,
             request_timeout_secs: 30,
             write_timeout_secs: 30,
             log_format: LogFormat::Human,
@@ -205,6 +213,9 @@ impl Config {
         }
         if self.max_connections == 0 {
             return bad("--max-connections must be >= 1");
+        }
+        if self.max_pending_bytes < 65_536 {
+            return bad("--max-pending-bytes must be >= 65536 (one largest argument)");
         }
         if self.max_leases == 0 {
             return bad("--max-leases must be >= 1");

@@ -20,9 +20,24 @@ type Labels = [(&'static str, &'static str); 1];
 pub(crate) struct RequestCounts {
     pub(crate) next: u64,
     pub(crate) peek: u64,
+    /// Every other command (PING, INFO, HELLO, ...).
+    pub(crate) other: u64,
     pub(crate) errors: u64,
     pub(crate) busy: u64,
     pub(crate) auth_failures: u64,
+}
+
+/// The daemon's own counters, read at once (for `INFO`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Totals {
+    pub(crate) next: u64,
+    pub(crate) peek: u64,
+    pub(crate) other: u64,
+    pub(crate) errors: u64,
+    pub(crate) busy: u64,
+    pub(crate) auth_failures: u64,
+    pub(crate) connections_accepted: u64,
+    pub(crate) connections_rejected: u64,
 }
 
 /// The daemon's metrics registry.
@@ -31,6 +46,7 @@ pub(crate) struct Metrics {
     registry: Registry,
     next: Counter,
     peek: Counter,
+    other: Counter,
     errors: Counter,
     busy: Counter,
     auth_failures: Counter,
@@ -38,6 +54,7 @@ pub(crate) struct Metrics {
     pub(crate) connections_total: Counter,
     pub(crate) connections_rejected: Counter,
     pub(crate) http_requests: Counter,
+    pub(crate) pending_refusals: Counter,
     /// The partitions' statuses of the scrape in progress.
     snapshot: Arc<Mutex<Vec<PartitionStatus>>>,
 }
@@ -53,6 +70,7 @@ impl Metrics {
         );
         let next = requests.get_or_create(&[("command", "next")]).clone();
         let peek = requests.get_or_create(&[("command", "peek")]).clone();
+        let other = requests.get_or_create(&[("command", "other")]).clone();
         let counter = |registry: &mut Registry, name: &str, help: &str| {
             let c = Counter::default();
             registry.register(name, help, c.clone());
@@ -80,6 +98,11 @@ impl Metrics {
             "Connections refused at --max-connections",
         );
         let http_requests = counter(&mut registry, "seqd_http_requests", "HTTP admin requests");
+        let pending_refusals = counter(
+            &mut registry,
+            "seqd_pending_bytes_refusals",
+            "Connections closed because --max-pending-bytes was used up",
+        );
         let connections = Gauge::default();
         registry.register(
             "seqd_connections",
@@ -94,6 +117,7 @@ impl Metrics {
             registry,
             next,
             peek,
+            other,
             errors,
             busy,
             auth_failures,
@@ -101,6 +125,7 @@ impl Metrics {
             connections_total,
             connections_rejected,
             http_requests,
+            pending_refusals,
             snapshot,
         }
     }
@@ -109,6 +134,7 @@ impl Metrics {
         for (counter, n) in [
             (&self.next, c.next),
             (&self.peek, c.peek),
+            (&self.other, c.other),
             (&self.errors, c.errors),
             (&self.busy, c.busy),
             (&self.auth_failures, c.auth_failures),
@@ -116,6 +142,20 @@ impl Metrics {
             if n > 0 {
                 counter.inc_by(n);
             }
+        }
+    }
+
+    /// The counters `INFO` reports.
+    pub(crate) fn totals(&self) -> Totals {
+        Totals {
+            next: self.next.get(),
+            peek: self.peek.get(),
+            other: self.other.get(),
+            errors: self.errors.get(),
+            busy: self.busy.get(),
+            auth_failures: self.auth_failures.get(),
+            connections_accepted: self.connections_total.get(),
+            connections_rejected: self.connections_rejected.get(),
         }
     }
 

@@ -1,4 +1,4 @@
-//! The daemon behind `seqd serve`: a Redis-compatible (RESP2) protocol and an HTTP admin API
+//! The daemon behind `seqd serve`: a Redis-compatible (RESP2 and RESP3) protocol and an HTTP admin API
 //! over one [`crate::Sequencer`] per partition. Design: `design/daemon.md`.
 //!
 //! [`run`] owns everything it starts — partition worker threads, the accept loop, the
@@ -6,14 +6,18 @@
 //! stop accepting, let connections finish the requests they have read, wait for parked
 //! replies, write the final flush, save lease cursors, close storage.
 
+mod clients;
 pub mod command;
 mod config;
 mod http;
+mod info;
 mod io;
 mod lease;
+mod limits;
 mod metrics;
 mod partition;
 mod partitions;
+mod pending;
 pub mod protocol;
 mod server;
 mod status;
@@ -22,7 +26,7 @@ mod store;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -33,16 +37,32 @@ pub use status::PartitionStatus;
 pub use store::{Backend, MemoryBackend, open_backend};
 
 use crate::error::{Error, Result};
+use clients::Clients;
 use io::IoThreads;
 use metrics::Metrics;
 use partitions::Partitions;
+use pending::PendingBudget;
 
 /// What connections and HTTP handlers share.
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) partitions: Partitions,
     pub(crate) metrics: Metrics,
+    pub(crate) backend: Arc<dyn Backend>,
+    /// The open connections (`CLIENT LIST`).
+    pub(crate) clients: Arc<Clients>,
+    /// `--max-pending-bytes`.
+    pub(crate) pending: Arc<PendingBudget>,
+    /// `--max-connections`, fitted to the open-file limit.
+    pub(crate) max_connections: usize,
+    /// The protocol's port (the bound one, also when 0 was asked for).
+    pub(crate) port: u16,
+    pub(crate) started: Instant,
 }
+
+/// The longest pause after a failed `accept` (at the open-file limit, say); the first is 10 ms
+/// and each next one doubles, until one succeeds.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// How long stopping waits for connections to finish what they read.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -101,10 +121,25 @@ pub async fn run_with_backend(
         .await
         .map_err(|e| Error::InvalidOptions(format!("reading lease cursors panicked: {e}")))??;
     let partitions = Partitions::start(&config, &*backend, cursors)?;
+    // Each connection thread holds a few descriptors of its own (epoll, its wake-up).
+    let io_fds = 4 * u64::from(config.io_thread_count());
+    let max = match limits::fit_connections(config.max_connections, io_fds) {
+        Ok(max) => max.min(Semaphore::MAX_PERMITS),
+        Err(e) => {
+            partitions.stop().await;
+            return Err(e);
+        }
+    };
     let shared = Arc::new(Shared {
+        pending: PendingBudget::new(config.max_pending_bytes),
         config,
         partitions,
         metrics: Metrics::new(),
+        backend: Arc::clone(&backend),
+        clients: Arc::new(Clients::default()),
+        max_connections: max,
+        port: addr.port(),
+        started: Instant::now(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -125,7 +160,6 @@ pub async fn run_with_backend(
     tracing::info!("protocol listening on {addr}");
     tracing::info!("http admin listening on {admin_addr}");
 
-    let max = shared.config.max_connections.min(Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(max));
     let mut io = match IoThreads::start(shared.config.io_thread_count(), &shared, &stop_rx) {
         Ok(io) => io,
@@ -137,12 +171,35 @@ pub async fn run_with_backend(
         }
     };
     tokio::pin!(shutdown);
+    let mut backoff: Option<Duration> = None;
     loop {
-        tokio::select! {
+        let accepted = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                backoff = None;
                 accept(&shared, &slots, &mut io, stream);
+            }
+            Err(e) => {
+                // EMFILE and friends: the pending connection stays queued, so accepting again
+                // at once would fail again at once. Log, wait, retry.
+                let wait = backoff.map_or(Duration::from_millis(10), |b| {
+                    (b * 2).min(MAX_ACCEPT_BACKOFF)
+                });
+                if backoff != Some(wait) {
+                    tracing::warn!(
+                        error = %e,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "cannot accept a connection (at the open-file limit?); retrying"
+                    );
+                }
+                backoff = Some(wait);
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(wait) => {}
+                }
             }
         }
     }

@@ -1,21 +1,25 @@
-//! RESP2 framing: parse requests, encode replies.
+//! RESP framing: parse requests ([`parse_request`]) and encode replies ([`reply`], RESP2 and
+//! RESP3).
 //!
-//! [`parse_request`] reads one request from the front of a connection's read buffer without
-//! allocating: arguments come back as byte ranges into that buffer. It accepts both forms Redis
-//! accepts — RESP multibulk (`*2\r\n$4\r\nPING\r\n$2\r\nhi\r\n`, what client libraries send) and
-//! inline commands (`PING hi\r\n`, what a human types into `nc`). Inline arguments are split on
-//! spaces and tabs only: quotes are ordinary bytes, because decoding `"a\"b"` would need a copy
-//! of the argument, and every argument seqd takes is a number or a plain token.
+//! [`parse_request`] reads one request from the front of a connection's read buffer. It accepts
+//! both forms Redis accepts — RESP multibulk (`*2\r\n$4\r\nPING\r\n$2\r\nhi\r\n`, what client
+//! libraries send) and inline commands (`PING hi\r\n`, what a human types into `nc`). Arguments
+//! come back as byte ranges into that buffer, without a copy; only an inline line with quotes
+//! (`PING "hello world"`, unquoted and unescaped as Redis does, see [`inline`]) is decoded into
+//! a copy held by [`Args`].
 //!
 //! Every limit is checked as soon as the bytes that break it arrive, so a peer can never make the
 //! server buffer more than one maximal request while it waits for a line ending.
-//!
-//! The `write_*` functions append one reply to an output buffer, without intermediate strings.
 
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 use std::fmt;
 use std::ops::Range;
+
+pub mod inline;
+pub mod reply;
+
+pub use reply::*;
 
 /// Longest inline command line (bytes, without the line ending).
 pub const MAX_INLINE: usize = 64 * 1024;
@@ -39,11 +43,75 @@ impl fmt::Display for ProtocolError {
 
 impl std::error::Error for ProtocolError {}
 
+/// The arguments of one parsed request: byte ranges into the request's bytes or, for an inline
+/// request with quotes, into the decoded copy this holds. Reused from request to request, so
+/// parsing allocates nothing once warm.
+#[derive(Clone, Debug, Default)]
+pub struct Args {
+    ranges: Vec<Range<usize>>,
+    decoded: Vec<u8>,
+    is_decoded: bool,
+}
+
+impl Args {
+    /// No arguments.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The number of arguments (0 for the requests Redis skips: `*0`, `*-1`, blank lines).
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// The arguments, given the buffer [`parse_request`] parsed them from.
+    pub fn iter<'a>(&'a self, buf: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let base = if self.is_decoded {
+            &self.decoded[..]
+        } else {
+            buf
+        };
+        self.ranges.iter().filter_map(move |r| base.get(r.clone()))
+    }
+
+    /// The arguments' ranges: into the parsed buffer, or into the decoded copy when
+    /// [`is_decoded`](Self::is_decoded).
+    pub fn ranges(&self) -> &[Range<usize>] {
+        &self.ranges
+    }
+
+    /// Whether the arguments were decoded from quotes (and so live in a copy, not the buffer).
+    pub fn is_decoded(&self) -> bool {
+        self.is_decoded
+    }
+
+    fn clear(&mut self) {
+        self.ranges.clear();
+        self.decoded.clear();
+        self.is_decoded = false;
+    }
+
+    fn push(&mut self, arg: Range<usize>) -> Result<(), ProtocolError> {
+        if self.ranges.len() >= MAX_ARGS {
+            return Err(ProtocolError(format!(
+                "too many arguments in inline request (more than {MAX_ARGS})"
+            )));
+        }
+        self.ranges.push(arg);
+        Ok(())
+    }
+}
+
 /// Parses one request from the front of `buf`.
 ///
 /// - `Ok(Some(n))`: a complete request occupying `buf[..n]` (`n > 0`); its arguments are written
-///   to `args` (cleared first) as byte ranges into `buf[..n]`. `args` is empty for the requests
-///   Redis skips: `*0\r\n`, `*-1\r\n` and blank inline lines.
+///   to `args` (cleared first; read them with [`Args::iter`] on `buf`). `args` is empty for the
+///   requests Redis skips: `*0\r\n`, `*-1\r\n` and blank inline lines.
 /// - `Ok(None)`: incomplete; read more and call again with the longer buffer (the caller keeps
 ///   the bytes). `args` is left empty. Works whatever byte boundaries the reads split at.
 /// - `Err`: malformed or over a limit ([`MAX_ARGS`], [`MAX_BULK`], [`MAX_INLINE`]); reported as
@@ -52,10 +120,7 @@ impl std::error::Error for ProtocolError {}
 /// Never panics; runs in time linear in the part of `buf` it looks at, which is at most one
 /// request: the header lines of a multibulk request (bulk data is skipped, not scanned), or up to
 /// `MAX_INLINE + 2` bytes of an inline line.
-pub fn parse_request(
-    buf: &[u8],
-    args: &mut Vec<Range<usize>>,
-) -> Result<Option<usize>, ProtocolError> {
+pub fn parse_request(buf: &[u8], args: &mut Args) -> Result<Option<usize>, ProtocolError> {
     args.clear();
     let result = match buf.first() {
         None => Ok(None),
@@ -131,10 +196,7 @@ fn parse_header(
 }
 
 /// `*<n>\r\n` then n × `$<len>\r\n<len bytes>\r\n`.
-fn parse_multibulk(
-    buf: &[u8],
-    args: &mut Vec<Range<usize>>,
-) -> Result<Option<usize>, ProtocolError> {
+fn parse_multibulk(buf: &[u8], args: &mut Args) -> Result<Option<usize>, ProtocolError> {
     let (n, mut pos) = match parse_header(buf, 1, MAX_ARGS, true, "multibulk", "arguments")? {
         Header::Incomplete => return Ok(None),
         Header::Null { next } => return Ok(Some(next)),
@@ -163,7 +225,7 @@ fn parse_multibulk(
             None if buf.get(end).is_some_and(|&b| b != b'\r') => return Err(no_crlf()),
             None => return Ok(None),
         }
-        args.push(start..end);
+        args.ranges.push(start..end);
         pos = end + 2;
     }
     Ok(Some(pos))
@@ -173,8 +235,9 @@ fn no_crlf() -> ProtocolError {
     ProtocolError("bulk string not followed by CRLF".to_owned())
 }
 
-/// One line ending in `\n` (a `\r` before it is stripped), split on spaces, tabs and `\r`.
-fn parse_inline(buf: &[u8], args: &mut Vec<Range<usize>>) -> Result<Option<usize>, ProtocolError> {
+/// One line ending in `\n` (a `\r` before it is stripped), split into words as Redis does
+/// ([`inline::split`]).
+fn parse_inline(buf: &[u8], args: &mut Args) -> Result<Option<usize>, ProtocolError> {
     let too_big = || ProtocolError("too big inline request".to_owned());
     // A line of MAX_INLINE bytes plus "\r\n" fits in this window; a longer one never does.
     let window = buf.get(..MAX_INLINE + 2).unwrap_or(buf);
@@ -191,112 +254,8 @@ fn parse_inline(buf: &[u8], args: &mut Vec<Range<usize>>) -> Result<Option<usize
     if line.len() > MAX_INLINE {
         return Err(too_big());
     }
-    let mut word_start = None;
-    for (i, &b) in line.iter().enumerate() {
-        let space = matches!(b, b' ' | b'\t' | b'\r');
-        match (space, word_start) {
-            (false, None) => word_start = Some(i),
-            (true, Some(start)) => {
-                push_inline_arg(args, start..i)?;
-                word_start = None;
-            }
-            _ => {}
-        }
-    }
-    if let Some(start) = word_start {
-        push_inline_arg(args, start..line.len())?;
-    }
+    inline::split(line, args)?;
     Ok(Some(newline + 1))
-}
-
-fn push_inline_arg(args: &mut Vec<Range<usize>>, arg: Range<usize>) -> Result<(), ProtocolError> {
-    if args.len() >= MAX_ARGS {
-        return Err(ProtocolError(format!(
-            "too many arguments in inline request (more than {MAX_ARGS})"
-        )));
-    }
-    args.push(arg);
-    Ok(())
-}
-
-/// Appends the decimal digits of `n`.
-fn push_digits(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut len = 0;
-    for slot in digits.iter_mut().rev() {
-        *slot = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(digits.get(digits.len() - len..).unwrap_or_default());
-}
-
-/// Appends `s` with every `\r` and `\n` replaced by a space, so it stays on one reply line.
-fn push_line(out: &mut Vec<u8>, s: &[u8]) {
-    let start = out.len();
-    out.extend_from_slice(s);
-    for b in out.iter_mut().skip(start) {
-        if matches!(*b, b'\r' | b'\n') {
-            *b = b' ';
-        }
-    }
-}
-
-/// Appends an integer reply: `:123\r\n`.
-pub fn write_int(out: &mut Vec<u8>, n: i64) {
-    out.push(b':');
-    if n < 0 {
-        out.push(b'-');
-    }
-    push_digits(out, n.unsigned_abs());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends an integer reply for an unsigned number: `:123\r\n` (RESP allows numbers above
-/// `i64::MAX` in the text; clients that cannot hold them report an error).
-pub fn write_uint(out: &mut Vec<u8>, n: u64) {
-    out.push(b':');
-    push_digits(out, n);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends a simple string reply: `+OK\r\n`. Any `\r` or `\n` in `s` becomes a space.
-pub fn write_simple(out: &mut Vec<u8>, s: &str) {
-    out.push(b'+');
-    push_line(out, s.as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends an error reply: `-ERR bad\r\n`. `msg` starts with the error code word (`ERR`, `BUSY`,
-/// `NOAUTH`, ...); any `\r` or `\n` in it becomes a space.
-pub fn write_error(out: &mut Vec<u8>, msg: &str) {
-    out.push(b'-');
-    push_line(out, msg.as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends a bulk string reply: `$3\r\nabc\r\n`. Binary-safe.
-pub fn write_bulk(out: &mut Vec<u8>, b: &[u8]) {
-    out.push(b'$');
-    push_digits(out, b.len() as u64);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(b);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends the null bulk reply: `$-1\r\n`.
-pub fn write_null(out: &mut Vec<u8>) {
-    out.extend_from_slice(b"$-1\r\n");
-}
-
-/// Appends an array header: `*2\r\n`; the caller then appends that many replies.
-pub fn write_array_len(out: &mut Vec<u8>, n: usize) {
-    out.push(b'*');
-    push_digits(out, n as u64);
-    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]

@@ -24,6 +24,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Returns the saved cursors and durably forgets them.
     fn take_cursors(&self) -> std::result::Result<Vec<SeqValue>, StorageError>;
 
+    /// How many sequences have a stored number, over all partitions (`DBSIZE`). May read all
+    /// of storage: called off the event loops.
+    fn count_sequences(&self) -> std::result::Result<u64, StorageError>;
+
     /// For logs: what and where.
     fn describe(&self) -> String;
 }
@@ -62,6 +66,10 @@ impl Backend for crate::storage::RocksDbStorage {
         crate::storage::RocksDbStorage::take_cursors(self)
     }
 
+    fn count_sequences(&self) -> std::result::Result<u64, StorageError> {
+        crate::storage::RocksDbStorage::count_sequences(self)
+    }
+
     fn describe(&self) -> String {
         format!("rocksdb at {}", self.path().display())
     }
@@ -90,6 +98,11 @@ impl Backend for MemoryBackend {
 
     fn take_cursors(&self) -> std::result::Result<Vec<SeqValue>, StorageError> {
         Ok(std::mem::take(&mut *lock(&self.cursors)))
+    }
+
+    fn count_sequences(&self) -> std::result::Result<u64, StorageError> {
+        let parts = lock(&self.partitions);
+        Ok(parts.values().map(|p| p.len() as u64).sum())
     }
 
     fn describe(&self) -> String {

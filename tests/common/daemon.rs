@@ -211,6 +211,10 @@ impl Backend for FaultyBackend {
         self.cursors.lock().unwrap().extend_from_slice(c);
         Ok(())
     }
+    fn count_sequences(&self) -> Result<u64, StorageError> {
+        let parts = self.parts.lock().unwrap();
+        Ok(parts.iter().map(|p| p.inner().len() as u64).sum())
+    }
     fn take_cursors(&self) -> Result<Vec<SeqValue>, StorageError> {
         Ok(std::mem::take(&mut *self.cursors.lock().unwrap()))
     }

@@ -26,23 +26,110 @@ fn simple_commands() {
     assert_eq!(p("quit"), Ok(Command::Quit));
     assert_eq!(p("PING"), Ok(Command::Ping(None)));
     assert_eq!(p("ping hi"), Ok(Command::Ping(Some(b"hi"))));
-    assert_eq!(p("COMMAND"), Ok(Command::CommandInfo(None)));
-    assert_eq!(
-        p("command docs GET SET"),
-        Ok(Command::CommandInfo(Some(b"docs")))
-    );
+    assert_eq!(p("echo hi"), Ok(Command::Echo(b"hi")));
     assert_eq!(p("SELECT 0"), Ok(Command::Select(b"0")));
     assert_eq!(p("select x"), Ok(Command::Select(b"x")));
     assert_eq!(
         p("CONFIG GET maxclients"),
-        Ok(Command::ConfigGet(b"maxclients"))
+        Ok(Command::ConfigGet(words(&["maxclients"])))
     );
-    assert_eq!(p("config get *"), Ok(Command::ConfigGet(b"*")));
-    assert_eq!(p("CLIENT SETNAME me"), Ok(Command::ClientSetInfo));
+    assert_eq!(
+        p("config get * save"),
+        Ok(Command::ConfigGet(words(&["*", "save"])))
+    );
+    for (req, cmd) in [
+        ("DBSIZE", Command::DbSize),
+        ("time", Command::Time),
+        ("MULTI", Command::Multi),
+        ("exec", Command::Exec),
+        ("Discard", Command::Discard),
+        ("WATCH a b", Command::Watch),
+        ("UNWATCH", Command::Unwatch),
+    ] {
+        assert_eq!(p(req), Ok(cmd), "{req}");
+    }
+}
+
+fn words(s: &[&'static str]) -> Words<'static> {
+    s.iter().map(|w| w.as_bytes()).collect()
+}
+
+#[test]
+fn command_subcommands() {
+    let cmd = |sub| Ok(Command::Command(sub));
+    assert_eq!(p("COMMAND"), cmd(CommandSub::All));
+    assert_eq!(p("command count"), cmd(CommandSub::Count));
+    assert_eq!(p("COMMAND LIST"), cmd(CommandSub::List));
+    assert_eq!(p("command info"), cmd(CommandSub::Info(words(&[]))));
+    assert_eq!(
+        p("command docs GET next"),
+        cmd(CommandSub::Docs(words(&["GET", "next"])))
+    );
+    assert_eq!(
+        p("COMMAND GETKEYS NEXT 42 5"),
+        cmd(CommandSub::GetKeys(words(&["NEXT", "42", "5"])))
+    );
+    assert_eq!(
+        e("COMMAND FOO"),
+        "ERR unknown subcommand 'FOO'. Try COMMAND HELP."
+    );
+}
+
+#[test]
+fn client_subcommands() {
+    let client = |sub| Ok(Command::Client(sub));
+    assert_eq!(p("CLIENT ID"), client(ClientSub::Id));
+    assert_eq!(p("client getname"), client(ClientSub::GetName));
+    assert_eq!(p("CLIENT INFO"), client(ClientSub::Info));
+    assert_eq!(p("client list"), client(ClientSub::List));
+    assert_eq!(p("CLIENT SETNAME me"), client(ClientSub::SetName(b"me")));
     assert_eq!(
         p("client setinfo lib-name redis-rs"),
-        Ok(Command::ClientSetInfo)
+        client(ClientSub::SetInfo {
+            attr: LibAttr::Name,
+            value: b"redis-rs"
+        })
     );
+    assert_eq!(
+        p("CLIENT SETINFO LIB-VER 1.2"),
+        client(ClientSub::SetInfo {
+            attr: LibAttr::Version,
+            value: b"1.2"
+        })
+    );
+    let args: [&[u8]; 3] = [b"CLIENT", b"SETNAME", b"a b"];
+    assert_eq!(
+        parse_command(&args).unwrap_err().0,
+        "ERR Client names cannot contain spaces, newlines or special characters."
+    );
+    let args: [&[u8]; 4] = [b"CLIENT", b"SETINFO", b"LIB-NAME", b"a\nb"];
+    assert_eq!(
+        parse_command(&args).unwrap_err().0,
+        "ERR lib-name cannot contain spaces, newlines or special characters."
+    );
+    assert_eq!(e("CLIENT SETINFO FOO x"), "ERR Unrecognized option 'FOO'");
+    assert_eq!(
+        e("CLIENT KILL x"),
+        "ERR unknown subcommand 'KILL'. Try CLIENT HELP."
+    );
+}
+
+#[test]
+fn info_sections() {
+    let info = |s: &str| match p(s) {
+        Ok(Command::Info(sections)) => sections,
+        other => panic!("{s}: {other:?}"),
+    };
+    assert_eq!(info("INFO"), Sections::DEFAULT);
+    assert_eq!(info("info default"), Sections::DEFAULT);
+    assert_eq!(info("INFO all"), Sections::ALL);
+    assert_eq!(info("INFO everything"), Sections::ALL);
+    assert!(!Sections::DEFAULT.contains(Sections::KEYSPACE));
+    let some = info("INFO Server persistence NOSUCH");
+    assert!(some.contains(Sections::SERVER) && some.contains(Sections::PERSISTENCE));
+    assert!(!some.contains(Sections::CLIENTS));
+    assert_eq!(info("INFO nosuch"), Sections::NONE);
+    assert!(!Sections::NONE.contains(Sections::NONE));
 }
 
 #[test]
@@ -61,7 +148,19 @@ fn arity_errors() {
         ("AUTH a b c", "auth"),
         ("CONFIG", "config"),
         ("CONFIG GET", "config|get"),
-        ("CONFIG GET a b", "config|get"),
+        ("ECHO", "echo"),
+        ("ECHO a b", "echo"),
+        ("DBSIZE x", "dbsize"),
+        ("TIME x", "time"),
+        ("MULTI x", "multi"),
+        ("EXEC x", "exec"),
+        ("DISCARD x", "discard"),
+        ("WATCH", "watch"),
+        ("UNWATCH x", "unwatch"),
+        ("CLIENT ID x", "client|id"),
+        ("CLIENT LIST x", "client|list"),
+        ("COMMAND COUNT x", "command|count"),
+        ("COMMAND GETKEYS", "command|getkeys"),
         ("SELECT", "select"),
         ("SELECT 0 1", "select"),
         ("CLIENT", "client"),
@@ -232,8 +331,9 @@ fn hello() {
 fn unsupported() {
     let unknown = |n: &str| {
         format!(
-            "ERR Unknown command '{n}'. Supported: GETSEQ, CURRENT, NEXT, PEEK, PING, QUIT, \
-             AUTH, HELLO, COMMAND, CONFIG GET"
+            "ERR Unknown command '{n}'. Supported: GETSEQ, CURRENT, NEXT, PEEK, PING, ECHO, \
+             QUIT, AUTH, HELLO, SELECT, CLIENT, INFO, CONFIG, COMMAND, DBSIZE, TIME, MULTI, \
+             EXEC, DISCARD, UNWATCH"
         )
     };
     assert_eq!(e("SET k v"), unknown("SET"));
@@ -243,11 +343,8 @@ fn unsupported() {
     assert_eq!(parse_command(&args).unwrap_err().0, unknown(r"GET\r\nSET"));
     assert_eq!(
         e("CONFIG SET a b"),
-        "ERR CONFIG subcommand 'SET' is not supported; only CONFIG GET"
-    );
-    assert_eq!(
-        e("CLIENT LIST"),
-        "ERR CLIENT subcommand 'LIST' is not supported; only CLIENT SETNAME and CLIENT SETINFO"
+        "ERR CONFIG subcommand 'SET' is not supported; only CONFIG GET (seqd is configured by \
+         its flags: seqd serve --help)"
     );
     assert_eq!(
         parse_command(&[]),

@@ -162,6 +162,22 @@ impl RocksDbStorage {
         self.check_write(db, result)
     }
 
+    /// How many sequences have a stored number (all partitions): one pass over the numbers'
+    /// keys, O(stored sequences). For `DBSIZE`; not for a hot path.
+    pub fn count_sequences(&self) -> Result<u64, StorageError> {
+        let db = self.db()?;
+        let numbers = cf(&db, CF_NUMBERS)?;
+        let mut it = db.raw_iterator_cf(numbers);
+        it.seek_to_first();
+        let mut n = 0u64;
+        while it.valid() {
+            n += 1;
+            it.next();
+        }
+        it.status().map_err(map_error)?;
+        Ok(n)
+    }
+
     /// The open database, or a retryable error while it is being reopened after an I/O
     /// error (see [`handle`]).
     fn db(&self) -> Result<Arc<DB>, StorageError> {

@@ -1,11 +1,19 @@
 //! Client connections: read requests, answer them in order, write replies in one go.
 //!
 //! Each read is parsed into as many requests as it holds (up to [`MAX_PIPELINE`]). Commands
-//! the connection can answer itself (PING, AUTH, HELLO, ...) are answered in place; numbers
-//! are asked of the partitions, one batch per partition per read, all partitions at once.
-//! Replies go out in request order in one write. A connection has at most one read's worth
-//! of requests in flight, so a client that stops reading its replies stops being read: its
-//! memory stays bounded, and after `--write-timeout` it is disconnected.
+//! the connection can answer itself (PING, AUTH, HELLO, CLIENT, ...: [`local`]) are answered
+//! in place; numbers are asked of the partitions, one batch per partition per read, all
+//! partitions at once; `INFO` and `DBSIZE`, which need the partitions or storage, are answered
+//! after them without blocking the thread. Replies go out in request order in one write. A
+//! connection has at most one read's worth of requests in flight, so a client that stops
+//! reading its replies stops being read: its memory stays bounded, and after
+//! `--write-timeout` it is disconnected. `MULTI`/`EXEC` is in [`txn`].
+//!
+//! A connection speaks RESP2 until `HELLO 3`; only the replies whose RESP3 type differs
+//! (maps, sets, nulls, verbatim text) look at which, never the number commands'.
+
+mod local;
+mod txn;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -16,18 +24,23 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
-use super::command::{Command, parse_command};
+use super::Shared;
+use super::clients::Registration;
+use super::command::{Command, Sections, parse_command};
 use super::lease::Served;
 use super::partition::{Batch, Reply, Req};
-use super::protocol::{self, parse_request};
-use super::{Shared, constant_time_eq};
+use super::pending::Charge;
+use super::protocol::{self, Args, Proto, parse_request};
 use crate::types::{SeqId, WsId};
 use crate::util::lock;
+use txn::Txn;
 
 /// Most requests taken from one read before their replies are written.
 pub const MAX_PIPELINE: usize = 1024;
 /// Most bytes buffered for one incomplete request.
-const MAX_REQUEST: usize = 1 << 20;
+pub(crate) const MAX_REQUEST: usize = 1 << 20;
+/// A read buffer's usual size; a larger one (after a large request) is shrunk back when empty.
+const BUFFER: usize = 16 * 1024;
 
 /// Where the reply to one request comes from.
 enum Slot {
@@ -35,19 +48,34 @@ enum Slot {
     Local(Range<usize>),
     /// Reply `index` of the batch sent to partition `p`.
     Routed { p: usize, index: usize },
+    /// Answered after the batches: it needs the partitions' statuses or storage.
+    Deferred(Deferred),
+}
+
+/// The replies that wait for more than the connection knows.
+#[derive(Clone, Copy, Debug)]
+enum Deferred {
+    /// `INFO`, in the protocol the connection spoke when it asked.
+    Info(Sections, Proto),
+    /// `DBSIZE`.
+    DbSize,
 }
 
 struct Conn {
     shared: Arc<Shared>,
+    /// Registered in `shared.clients` while the connection lives.
+    client: Registration,
+    proto: Proto,
     authed: bool,
     close: bool,
+    txn: Txn,
     slots: Vec<Slot>,
     local: Vec<u8>,
     out: Vec<u8>,
     batches: Vec<Batch>,
     /// Per partition, this thread's relay of its progress signal (`io::relays`).
     progress: Vec<watch::Receiver<u64>>,
-    args: Vec<Range<usize>>,
+    args: Args,
     /// Requests per command kind in this read, added to the shared metrics once per read.
     counts: super::metrics::RequestCounts,
 }
@@ -62,23 +90,28 @@ pub(crate) async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
+    let client = shared.clients.register(peer, stream.local_addr().ok());
+    let mut charge = shared.pending.charge();
     let (mut rd, mut wr) = stream.into_split();
     let partitions = shared.partitions.len();
     let mut conn = Conn {
         authed: shared.config.auth_token.is_none(),
         shared,
+        client,
+        proto: Proto::Resp2,
         close: false,
+        txn: Txn::default(),
         slots: Vec::new(),
         local: Vec::new(),
         out: Vec::new(),
         batches: (0..partitions).map(|_| Batch::default()).collect(),
         progress,
-        args: Vec::new(),
+        args: Args::new(),
         counts: Default::default(),
     };
     let request_timeout = conn.shared.config.request_timeout();
     let write_timeout = conn.shared.config.write_timeout();
-    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut buf: Vec<u8> = Vec::with_capacity(BUFFER);
     let mut start = 0;
     let mut partial_since: Option<Instant> = None;
     // One wait for the stop signal for the connection's whole life (not one per read: each
@@ -106,14 +139,10 @@ pub(crate) async fn serve_connection(
         // Keep only the incomplete tail, then read more.
         buf.drain(..start);
         start = 0;
-        if buf.len() > MAX_REQUEST {
-            let mut out = Vec::new();
-            protocol::write_error(&mut out, "ERR Protocol error: request too large");
-            let _ = wr.write_all(&out).await;
+        if let Some(refusal) = hold(&mut buf, &mut charge, &conn) {
+            conn.refuse(refusal, peer);
+            let _ = wr.write_all(&conn.out).await;
             break;
-        }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(16 * 1024);
         }
         // An idle connection may wait forever; a request must arrive whole within
         // `request_timeout` of its first byte, however slowly its bytes trickle in.
@@ -149,6 +178,41 @@ pub(crate) async fn serve_connection(
     let _ = wr.shutdown().await;
 }
 
+/// Why a connection is refused more input.
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    /// One request over [`MAX_REQUEST`].
+    TooLarge,
+    /// The server's `--max-pending-bytes` is used up.
+    PendingFull,
+}
+
+/// Sizes the read buffer for the next read and charges what the connection holds (its partial
+/// request and queued transaction) to `--max-pending-bytes`.
+fn hold(buf: &mut Vec<u8>, charge: &mut Charge, conn: &Conn) -> Option<Refusal> {
+    if buf.len() > MAX_REQUEST {
+        return Some(Refusal::TooLarge);
+    }
+    if buf.is_empty() && buf.capacity() > 4 * BUFFER {
+        buf.shrink_to(BUFFER);
+    }
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(BUFFER);
+    }
+    if !charge.set(buf.len() + conn.txn.bytes()) {
+        return Some(Refusal::PendingFull);
+    }
+    None
+}
+
+/// An empty vector with the allocation of `v`, for borrows of another lifetime (the arguments
+/// of the next request: the argument list is reused from request to request).
+fn recycle<'b>(mut v: Vec<&[u8]>) -> Vec<&'b [u8]> {
+    v.clear();
+    // Collecting an empty vector into one of the same layout reuses its allocation.
+    v.into_iter().map(|_| -> &'b [u8] { &[] }).collect()
+}
+
 /// Writes `out` whole within `timeout`: at once when the socket has room (the usual case,
 /// no timer armed), else waiting for the client to read. False when the client is gone or
 /// did not read in time.
@@ -182,17 +246,19 @@ impl Conn {
             b.clear();
         }
         let mut pos = 0;
-        let mut argv: Vec<&[u8]> = Vec::new();
+        let mut args = std::mem::take(&mut self.args);
+        let mut spare: Vec<&[u8]> = Vec::new();
         while self.slots.len() < MAX_PIPELINE && pos < buf.len() && !self.close {
             let rest = &buf[pos..];
-            match parse_request(rest, &mut self.args) {
+            match parse_request(rest, &mut args) {
                 Ok(Some(len)) => {
-                    argv.clear();
-                    argv.extend(self.args.iter().filter_map(|r| rest.get(r.clone())));
+                    let mut argv = recycle(std::mem::take(&mut spare));
+                    argv.extend(args.iter(rest));
                     pos += len;
                     if !argv.is_empty() {
                         self.execute(&argv);
                     }
+                    spare = recycle(argv);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -202,8 +268,10 @@ impl Conn {
                 }
             }
         }
+        self.args = args;
         if !self.slots.is_empty() {
             self.dispatch().await;
+            self.resolve_deferred().await;
             self.render();
             self.shared.metrics.add_requests(&self.counts);
             self.counts = Default::default();
@@ -211,8 +279,13 @@ impl Conn {
         pos
     }
 
+    /// One request: queued when a transaction is open, else run.
     fn execute(&mut self, argv: &[&[u8]]) {
-        let cmd = match parse_command(argv) {
+        let parsed = parse_command(argv);
+        if self.txn.is_queueing() && !matches!(&parsed, Ok(c) if txn::runs_in_multi(c)) {
+            return self.queue(argv, parsed.is_ok());
+        }
+        let cmd = match parsed {
             Ok(c) => c,
             Err(e) => {
                 self.counts.errors += 1;
@@ -237,119 +310,11 @@ impl Conn {
             Command::Current => self.route(Req::Peek { ws: 0, seq: 0 }),
             Command::Next { ws, seq, count } => self.route(Req::Next { ws, seq, count }),
             Command::Peek { ws, seq } => self.route(Req::Peek { ws, seq }),
-            Command::Ping(None) => self.local(|o| protocol::write_simple(o, "PONG")),
-            Command::Ping(Some(msg)) => self.local(|o| protocol::write_bulk(o, msg)),
-            Command::Quit => {
-                self.local(|o| protocol::write_simple(o, "OK"));
-                self.close = true;
-            }
-            Command::Auth { username, password } => self.auth(username, password),
-            Command::Hello {
-                version,
-                auth,
-                setname: _,
-            } => self.hello(version, auth),
-            Command::CommandInfo(sub) => {
-                let count = sub.is_some_and(|s| s.eq_ignore_ascii_case(b"COUNT"));
-                if count {
-                    self.local(|o| protocol::write_int(o, 0));
-                } else {
-                    self.local(|o| protocol::write_array_len(o, 0));
-                }
-            }
-            Command::ConfigGet(pattern) => self.config_get(pattern),
-            Command::Select(db) => {
-                if db == b"0" {
-                    self.local(|o| protocol::write_simple(o, "OK"));
-                } else {
-                    self.local_error("ERR DB index is out of range");
-                }
-            }
-            Command::ClientSetInfo => self.local(|o| protocol::write_simple(o, "OK")),
-        }
-    }
-
-    fn auth(&mut self, username: Option<&[u8]>, password: &[u8]) {
-        let Some(token) = self.shared.config.auth_token.as_deref() else {
-            return self.local_error(
-                "ERR AUTH <password> called without any password configured for the default \
-                 user. Are you sure your configuration is correct?",
-            );
-        };
-        let user_ok = username.is_none_or(|u| u == b"default");
-        if user_ok && constant_time_eq(password, token.as_bytes()) {
-            self.authed = true;
-            self.local(|o| protocol::write_simple(o, "OK"));
-        } else {
-            self.counts.auth_failures += 1;
-            self.local_error("WRONGPASS invalid username-password pair or user is disabled.");
-        }
-    }
-
-    fn hello(&mut self, version: Option<&[u8]>, auth: Option<(&[u8], &[u8])>) {
-        if let Some(v) = version
-            && v != b"2"
-        {
-            return self.local_error("NOPROTO unsupported protocol version; seqd speaks RESP2");
-        }
-        if let Some((user, pass)) = auth {
-            self.auth(Some(user), pass);
-            if !self.authed {
-                return;
-            }
-            // `auth` answered +OK; HELLO answers with the map instead.
-            if let Some(Slot::Local(r)) = self.slots.pop() {
-                self.local.truncate(r.start);
+            other => {
+                self.counts.other += 1;
+                self.answer_locally(other);
             }
         }
-        if !self.authed {
-            return self.local_error("NOAUTH HELLO must be called with the client's AUTH");
-        }
-        let version = env!("CARGO_PKG_VERSION");
-        self.local(|o| {
-            protocol::write_array_len(o, 14);
-            for (k, v) in [
-                ("server", "seqd"),
-                ("version", version),
-                ("mode", "standalone"),
-                ("role", "master"),
-            ] {
-                protocol::write_bulk(o, k.as_bytes());
-                protocol::write_bulk(o, v.as_bytes());
-            }
-            protocol::write_bulk(o, b"proto");
-            protocol::write_int(o, 2);
-            protocol::write_bulk(o, b"id");
-            protocol::write_int(o, 0);
-            protocol::write_bulk(o, b"modules");
-            protocol::write_array_len(o, 0);
-        });
-    }
-
-    /// Enough of CONFIG GET for redis-benchmark and redis-cli: the persistence settings they
-    /// print, answered truthfully for seqd.
-    fn config_get(&mut self, pattern: &[u8]) {
-        let durable = match self.shared.config.durability {
-            super::DurabilityMode::Sync => "always",
-            super::DurabilityMode::Lease => "lease",
-        };
-        let known: [(&str, &str); 4] = [
-            ("save", ""),
-            ("appendonly", "yes"),
-            ("appendfsync", durable),
-            ("databases", "1"),
-        ];
-        let matched: Vec<(&str, &str)> = known
-            .into_iter()
-            .filter(|(k, _)| pattern == b"*" || pattern.eq_ignore_ascii_case(k.as_bytes()))
-            .collect();
-        self.local(|o| {
-            protocol::write_array_len(o, matched.len() * 2);
-            for (k, v) in &matched {
-                protocol::write_bulk(o, k.as_bytes());
-                protocol::write_bulk(o, v.as_bytes());
-            }
-        });
     }
 
     fn route(&mut self, req: Req) {
@@ -391,6 +356,7 @@ impl Conn {
         }
     }
 
+    /// A reply encoded now, into `self.local`.
     fn local(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
         let start = self.local.len();
         encode(&mut self.local);
@@ -433,6 +399,9 @@ impl Conn {
                     Some(Reply::Error(msg)) => protocol::write_error(&mut self.out, msg),
                     None => protocol::write_error(&mut self.out, "ERR internal: reply missing"),
                 },
+                Slot::Deferred(_) => {
+                    protocol::write_error(&mut self.out, "ERR internal: reply not resolved")
+                }
             }
         }
     }
