@@ -32,8 +32,23 @@ fn address_after(line: &str, marker: &str) -> Option<String> {
 impl Daemon {
     /// `seqd serve` on `dir` in durability `mode` with two partitions, plus `extra` flags.
     pub fn start(dir: &Path, mode: &str, extra: &[&str]) -> Daemon {
+        Daemon::start_wrapped(&[], dir, mode, extra)
+    }
+
+    /// [`start`](Self::start) through `wrapper` (a program and its arguments that runs the
+    /// command after them, such as `prlimit --nofile=64 --`).
+    pub fn start_wrapped(wrapper: &[&str], dir: &Path, mode: &str, extra: &[&str]) -> Daemon {
         let started = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_seqd"))
+        let seqd = env!("CARGO_BIN_EXE_seqd");
+        let mut command = match wrapper.split_first() {
+            None => Command::new(seqd),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(seqd);
+                c
+            }
+        };
+        let mut child = command
             .args([
                 "serve",
                 "--port",
@@ -93,6 +108,20 @@ impl Daemon {
             started,
             log,
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The protocol port.
+    pub fn port(&self) -> u16 {
+        self.addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap()
     }
 
     /// The daemon's log lines (stderr) so far.
