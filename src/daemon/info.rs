@@ -90,7 +90,7 @@ fn write_section(f: &mut Field<'_>, shared: &Shared, section: Sections, snap: &S
         f("busy_replies", &m.busy);
         f("auth_failures", &m.auth_failures);
     } else if section == Sections::PERSISTENCE {
-        let loading = !shared.partitions.not_ready().is_empty();
+        let loading = shared.partitions.recovering();
         f("loading", &u8::from(loading));
         f("async_loading", &0);
         f("rdb_changes_since_last_save", &0);

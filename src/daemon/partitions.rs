@@ -194,6 +194,15 @@ impl Partitions {
             .collect()
     }
 
+    /// Whether any partition is still recovering (start-up, or an actualization): `INFO`'s
+    /// `loading:1`, which clients such as ioredis wait out before they send commands.
+    pub(crate) fn recovering(&self) -> bool {
+        self.handles.iter().any(|h| {
+            !h.ready.load(Ordering::Acquire)
+                || h.watcher.state() != crate::stats::SequencerState::Ready
+        })
+    }
+
     /// Answers `batch` on partition `p`, on the caller's thread (see `partition`); the
     /// replies then wait for durability in [`settle`](Self::settle).
     pub(crate) fn answer(&self, p: usize, batch: &mut Batch) {

@@ -1,14 +1,12 @@
 //! The commands a connection answers itself, without the partitions: the connection's own
 //! (`PING`, `ECHO`, `AUTH`, `HELLO`, `SELECT`, `CLIENT`), the server's (`COMMAND`, `CONFIG
-//! GET`, `TIME`) and, after the partitions answered, the ones that need their statuses or
-//! storage (`INFO`, `DBSIZE`: [`Conn::resolve_deferred`]). Replies and errors are Redis 7's, in
-//! the protocol the connection speaks.
+//! GET`, `TIME`); `INFO` and `DBSIZE` are left for after the partitions answered
+//! (`deferred.rs`). Replies and errors are Redis 7's, in the protocol the connection speaks.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Conn, Deferred, Refusal, Slot};
-use crate::daemon::command::{ClientSub, Command, CommandSub, LibAttr, Sections, Words, spec};
-use crate::daemon::info::{self, Snapshot};
+use super::{Conn, Deferred, Slot};
+use crate::daemon::command::{ClientSub, Command, CommandSub, LibAttr, Words, spec};
 use crate::daemon::protocol::{self, Proto};
 use crate::daemon::{DurabilityMode, constant_time_eq};
 
@@ -40,13 +38,16 @@ impl Conn {
             } => self.hello(version, auth, setname),
             Command::Command(sub) => self.command(sub),
             Command::ConfigGet(patterns) => self.config_get(&patterns),
-            Command::Select(db) => match db {
-                b"0" => self.local(|o| protocol::write_simple(o, "OK")),
-                db if !db.is_empty() && db.iter().all(u8::is_ascii_digit) => {
-                    self.local_error("ERR DB index is out of range")
+            Command::Select(db) => {
+                let digits = !db.is_empty() && db.iter().all(u8::is_ascii_digit);
+                if digits && db.iter().all(|&d| d == b'0') {
+                    self.local(|o| protocol::write_simple(o, "OK"));
+                } else if digits {
+                    self.local_error("ERR DB index is out of range");
+                } else {
+                    self.local_error("ERR value is not an integer or out of range");
                 }
-                _ => self.local_error("ERR value is not an integer or out of range"),
-            },
+            }
             Command::Client(sub) => self.client(sub),
             Command::Info(sections) => self
                 .slots
@@ -297,87 +298,6 @@ impl Conn {
                 protocol::write_bulk(o, v.as_bytes());
             }
         });
-    }
-
-    /// Answers the `INFO` and `DBSIZE` of this read: after the batches, with the partitions'
-    /// statuses and the storage's count, fetched once for all of them (off this thread).
-    pub(super) async fn resolve_deferred(&mut self) {
-        let mut info = false;
-        let mut count = false;
-        for slot in &self.slots {
-            match slot {
-                Slot::Deferred(Deferred::Info(sections, _)) => {
-                    info = true;
-                    count |= sections.contains(Sections::KEYSPACE);
-                }
-                Slot::Deferred(Deferred::DbSize) => count = true,
-                _ => {}
-            }
-        }
-        if !(info || count) {
-            return;
-        }
-        let statuses = if info {
-            self.shared.partitions.statuses().await
-        } else {
-            Vec::new()
-        };
-        let keys = if count {
-            let backend = std::sync::Arc::clone(&self.shared.backend);
-            match tokio::task::spawn_blocking(move || backend.count_sequences()).await {
-                Ok(Ok(n)) => Ok(n),
-                Ok(Err(e)) => Err(format!("ERR cannot count the stored sequences: {e}")),
-                Err(e) => Err(format!("ERR counting the stored sequences failed: {e}")),
-            }
-        } else {
-            Ok(0)
-        };
-        let mut slots = std::mem::take(&mut self.slots);
-        for slot in &mut slots {
-            let Slot::Deferred(deferred) = *slot else {
-                continue;
-            };
-            let start = self.local.len();
-            match (deferred, &keys) {
-                (Deferred::Info(sections, proto), _) => {
-                    let snap = Snapshot {
-                        statuses: &statuses,
-                        keys: keys.as_ref().ok().copied(),
-                    };
-                    let text = info::render(&self.shared, sections, &snap);
-                    protocol::write_verbatim(&mut self.local, proto, text.as_bytes());
-                }
-                (Deferred::DbSize, Ok(n)) => {
-                    protocol::write_uint(&mut self.local, *n);
-                }
-                (Deferred::DbSize, Err(msg)) => {
-                    self.counts.errors += 1;
-                    protocol::write_error(&mut self.local, msg);
-                }
-            }
-            *slot = Slot::Local(start..self.local.len());
-        }
-        self.slots = slots;
-    }
-
-    /// Replies to a connection refused more input, then closed.
-    pub(super) fn refuse(&mut self, refusal: Refusal, peer: Option<std::net::SocketAddr>) {
-        self.out.clear();
-        let msg = match refusal {
-            Refusal::TooLarge => "ERR Protocol error: request too large",
-            Refusal::PendingFull => {
-                self.shared.metrics.pending_refusals.inc();
-                tracing::warn!(
-                    ?peer,
-                    limit = self.shared.config.max_pending_bytes,
-                    "closing a connection: the memory for partly received requests \
-                     (--max-pending-bytes) is used up"
-                );
-                "ERR Protocol error: the server holds too many partly received requests \
-                 (--max-pending-bytes); closing this connection, retry later"
-            }
-        };
-        protocol::write_error(&mut self.out, msg);
     }
 }
 

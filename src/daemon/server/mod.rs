@@ -12,6 +12,8 @@
 //! A connection speaks RESP2 until `HELLO 3`; only the replies whose RESP3 type differs
 //! (maps, sets, nulls, verbatim text) look at which, never the number commands'.
 
+mod buffer;
+mod deferred;
 mod local;
 mod txn;
 
@@ -29,10 +31,10 @@ use super::clients::Registration;
 use super::command::{Command, Sections, parse_command};
 use super::lease::Served;
 use super::partition::{Batch, Reply, Req};
-use super::pending::Charge;
 use super::protocol::{self, Args, Proto, parse_request};
 use crate::types::{SeqId, WsId};
 use crate::util::lock;
+use buffer::{hold, recycle};
 use txn::Txn;
 
 /// Most requests taken from one read before their replies are written.
@@ -141,7 +143,7 @@ pub(crate) async fn serve_connection(
         start = 0;
         if let Some(refusal) = hold(&mut buf, &mut charge, &conn) {
             conn.refuse(refusal, peer);
-            let _ = wr.write_all(&conn.out).await;
+            let _ = write_all(&mut wr, &conn.out, write_timeout).await;
             break;
         }
         // An idle connection may wait forever; a request must arrive whole within
@@ -176,41 +178,6 @@ pub(crate) async fn serve_connection(
         }
     }
     let _ = wr.shutdown().await;
-}
-
-/// Why a connection is refused more input.
-#[derive(Clone, Copy, Debug)]
-enum Refusal {
-    /// One request over [`MAX_REQUEST`].
-    TooLarge,
-    /// The server's `--max-pending-bytes` is used up.
-    PendingFull,
-}
-
-/// Sizes the read buffer for the next read and charges what the connection holds (its partial
-/// request and queued transaction) to `--max-pending-bytes`.
-fn hold(buf: &mut Vec<u8>, charge: &mut Charge, conn: &Conn) -> Option<Refusal> {
-    if buf.len() > MAX_REQUEST {
-        return Some(Refusal::TooLarge);
-    }
-    if buf.is_empty() && buf.capacity() > 4 * BUFFER {
-        buf.shrink_to(BUFFER);
-    }
-    if buf.capacity() - buf.len() < 4096 {
-        buf.reserve(BUFFER);
-    }
-    if !charge.set(buf.len() + conn.txn.bytes()) {
-        return Some(Refusal::PendingFull);
-    }
-    None
-}
-
-/// An empty vector with the allocation of `v`, for borrows of another lifetime (the arguments
-/// of the next request: the argument list is reused from request to request).
-fn recycle<'b>(mut v: Vec<&[u8]>) -> Vec<&'b [u8]> {
-    v.clear();
-    // Collecting an empty vector into one of the same layout reuses its allocation.
-    v.into_iter().map(|_| -> &'b [u8] { &[] }).collect()
 }
 
 /// Writes `out` whole within `timeout`: at once when the socket has room (the usual case,
