@@ -96,7 +96,9 @@ fn busy_while_actualizing_until_storage_comes_back() {
     storage.limit_to(FaultOps::READS);
     storage.fail_forever(true, true);
     let mut seq = Sequencer::open(storage.clone(), options()).unwrap();
-    std::thread::sleep(Duration::from_millis(30));
+    eventually("recovery fails and retries", || {
+        seq.stats().actualize_errors > 0
+    });
     match seq.start(KIND, WsId(1)) {
         Err(Error::Busy {
             reason: BusyReason::Actualizing,

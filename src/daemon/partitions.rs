@@ -320,17 +320,25 @@ impl Partitions {
         self.ask(p, Msg::Actualize).await.is_some()
     }
 
-    /// Stops every worker and joins its thread.
+    /// Stops every worker and joins its thread. All partitions stop at once (each worker's
+    /// final flush and close is bounded on its own), so stopping takes as long as the slowest
+    /// partition, not the sum of them.
     pub(crate) async fn stop(&self) -> Stopped {
         let mut stopped = Stopped::default();
-        for (p, h) in self.handles.iter().enumerate() {
+        let mut reports = Vec::with_capacity(self.handles.len());
+        for h in &self.handles {
             let (tx, rx) = oneshot::channel();
-            if h.tx.send(Msg::Stop(tx)).await.is_ok()
-                && let Ok(report) = rx.await
-            {
+            if h.tx.send(Msg::Stop(tx)).await.is_ok() {
+                reports.push(rx);
+            }
+        }
+        for rx in reports {
+            if let Ok(report) = rx.await {
                 stopped.cursors.extend(report.cursors);
                 stopped.close_errors.extend(report.close_error);
             }
+        }
+        for (p, h) in self.handles.iter().enumerate() {
             let thread = lock(&h.thread).take();
             if let Some(t) = thread {
                 let joined = tokio::task::spawn_blocking(move || t.join()).await;

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Two seqd builds (A, B) and Redis in alternating rounds on servers kept running, one hot key:
+# each round's rps and p99 of all three, then the median B/A and B/Redis ratios. For "did
+# this change cost anything" on a noisy machine, where one run can swing +-40 %.
+#
+#   bash benches/ab.sh BEFORE_BIN AFTER_BIN sync 16     # -c 50 -P 16, sync vs Redis always
+#   ROUNDS=8 bash benches/ab.sh A B lease 1             # lease vs Redis everysec, -P 1
+#
+# redis-benchmark runs GETSEQ against both seqd builds and INCR k against Redis, -c 50, on
+# loopback, with temporary data directories. Environment: ROUNDS (5), N (requests per round
+# and server, 200000 at -P 16, 50000 at -P 1); SEQD_* variables pass through to seqd. Needs
+# redis-server, redis-benchmark and curl. Every process it starts is stopped.
+set -euo pipefail
+
+a_bin=${1:?usage: ab.sh A_BIN B_BIN sync|lease PIPELINE}
+b_bin=${2:?B_BIN}
+mode=${3:?sync or lease}
+pipeline=${4:?pipeline depth}
+rounds=${ROUNDS:-5}
+if ((pipeline > 1)); then n=${N:-200000}; else n=${N:-50000}; fi
+case "$mode" in
+  sync) fsync=always ;;
+  lease) fsync=everysec ;;
+  *) echo "ab: mode must be sync or lease" >&2; exit 2 ;;
+esac
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start_seqd() { # name bin -> prints its port
+  local port admin
+  port=$(free_port); admin=$(free_port)
+  SEQD_LOG=warn "$2" serve --host 127.0.0.1 --port "$port" --admin-port "$admin" \
+    --durability "$mode" --data-dir "$work/$1" >"$work/$1.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 200); do
+    curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null && break
+    sleep 0.1
+  done
+  echo "$port"
+}
+a_port=$(start_seqd a "$a_bin")
+b_port=$(start_seqd b "$b_bin")
+r_port=$(free_port)
+redis-server --bind 127.0.0.1 --port "$r_port" --save '' --appendonly yes \
+  --appendfsync "$fsync" --dir "$work" --daemonize no --logfile "$work/redis.log" &
+pids+=($!)
+for _ in $(seq 100); do redis-cli -p "$r_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+run() { # port command... -> "rps p99"
+  local port=$1; shift
+  redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -n "$n" -P "$pipeline" --csv "$@" |
+    tail -1 | tr -d '"' | awk -F, '{print $2, $7}'
+}
+: >"$work/ratios"
+for r in $(seq "$rounds"); do
+  read -r a a99 <<<"$(run "$a_port" GETSEQ)"
+  read -r b b99 <<<"$(run "$b_port" GETSEQ)"
+  read -r o o99 <<<"$(run "$r_port" INCR k)"
+  echo "round $r: A $a rps (p99 $a99 ms), B $b rps (p99 $b99 ms), redis $fsync $o rps (p99 $o99 ms)"
+  awk -v a="$a" -v b="$b" -v o="$o" 'BEGIN { printf "%.3f %.3f %.3f\n", b / a, a / o, b / o }' \
+    >>"$work/ratios"
+done
+median() { sort -n | awk '{v[NR] = $1} END {printf "%.2f", v[int((NR + 1) / 2)]}'; }
+echo "median of $rounds rounds, $mode -P $pipeline:" \
+  "B/A $(cut -d' ' -f1 "$work/ratios" | median)," \
+  "A/redis $(cut -d' ' -f2 "$work/ratios" | median)," \
+  "B/redis $(cut -d' ' -f3 "$work/ratios" | median)"
