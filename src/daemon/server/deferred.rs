@@ -11,9 +11,18 @@ use crate::daemon::info::{self, Snapshot};
 use crate::daemon::protocol;
 
 impl Conn {
+    /// A reply answered after the batches.
+    pub(super) fn defer(&mut self, deferred: Deferred) {
+        self.deferred = true;
+        self.slots.push(Slot::Deferred(deferred));
+    }
+
     /// Answers the `INFO` and `DBSIZE` of this read: after the batches, with the partitions'
     /// statuses and the storage's count, fetched once for all of them (off this thread).
     pub(super) async fn resolve_deferred(&mut self) {
+        if !std::mem::take(&mut self.deferred) {
+            return;
+        }
         let mut info = false;
         let mut count = false;
         for slot in &self.slots {

@@ -5,7 +5,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Conn, Deferred, Slot};
+use super::{Conn, Deferred};
 use crate::daemon::command::{ClientSub, Command, CommandSub, LibAttr, Words, spec};
 use crate::daemon::protocol::{self, Proto};
 use crate::daemon::{DurabilityMode, constant_time_eq};
@@ -49,10 +49,8 @@ impl Conn {
                 }
             }
             Command::Client(sub) => self.client(sub),
-            Command::Info(sections) => self
-                .slots
-                .push(Slot::Deferred(Deferred::Info(sections, self.proto))),
-            Command::DbSize => self.slots.push(Slot::Deferred(Deferred::DbSize)),
+            Command::Info(sections) => self.defer(Deferred::Info(sections, self.proto)),
+            Command::DbSize => self.defer(Deferred::DbSize),
             Command::Time => {
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)

@@ -72,6 +72,8 @@ struct Conn {
     close: bool,
     txn: Txn,
     slots: Vec<Slot>,
+    /// Whether `slots` holds a [`Slot::Deferred`].
+    deferred: bool,
     local: Vec<u8>,
     out: Vec<u8>,
     batches: Vec<Batch>,
@@ -104,6 +106,7 @@ pub(crate) async fn serve_connection(
         close: false,
         txn: Txn::default(),
         slots: Vec::new(),
+        deferred: false,
         local: Vec::new(),
         out: Vec::new(),
         batches: (0..partitions).map(|_| Batch::default()).collect(),
