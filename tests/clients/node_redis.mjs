@@ -16,38 +16,16 @@
 // 0 when all passed, 1 when any failed, 2 on a bad environment, 3 when the package cannot be
 // loaded, 4 on the global timeout.
 
-import { createRequire } from 'node:module';
-import path from 'node:path';
+import {
+  BAD_REPLY_TEXT, FAKE, badArgs, badReplyArgs, check, consecutive, errText, expect, failures,
+  finish, getseqArgs, isInt, nextArgs, nextFirst, passed, peekArgs, peekValue, requireFrom, setup,
+} from './harness.mjs';
 
-const TIMEOUT = Number(process.env.SEQD_CLIENT_TIMEOUT || 20);
-setTimeout(() => {
-  console.log(`FAIL node-redis: global timeout of ${TIMEOUT}s (a check hung, or a connection was left open)`);
-  process.exit(4);
-}, TIMEOUT * 1000).unref();
-
-const PORT = Number(process.env.SEQD_PORT);
-if (!Number.isInteger(PORT) || PORT <= 0) {
-  console.error("node_redis.mjs: set SEQD_PORT to the daemon's RESP port");
-  process.exit(2);
-}
-const AUTH = process.env.SEQD_AUTH || undefined;
-const FAKE = process.env.SEQD_FAKE_REDIS === '1';
-const HOST = '127.0.0.1';
-
-function modulesDir() {
-  if (process.env.SEQD_NODE_MODULES) return process.env.SEQD_NODE_MODULES;
-  const fromPath = (process.env.NODE_PATH || '').split(path.delimiter).filter(Boolean)[0];
-  if (fromPath) return fromPath;
-  if (process.env.SEQD_CLIENTS_DIR) return path.join(process.env.SEQD_CLIENTS_DIR, 'node', 'node_modules');
-  return undefined;
-}
+const { PORT, AUTH, HOST } = setup('node-redis', 'node_redis.mjs');
 
 let createClient, version, defaultResp;
 try {
-  const dir = modulesDir();
-  if (!dir) throw new Error('set SEQD_NODE_MODULES to the node_modules directory holding redis');
-  // A require() rooted in that directory: `redis` resolves to <dir>/redis.
-  const require = createRequire(path.join(path.resolve(dir), 'noop.js'));
+  const require = requireFrom('redis');
   ({ createClient } = require('redis'));
   version = require('redis/package.json').version;
   try {
@@ -61,39 +39,6 @@ try {
 }
 // The second pass sets the protocol that the default does not use.
 const OTHER_RESP = (defaultResp ?? 3) === 3 ? 2 : 3;
-
-// The seqd commands as argument lists, and how to read their replies; under SEQD_FAKE_REDIS,
-// INCRBY on a real Redis (whose reply is the last number, not the first).
-const s = (v) => String(v);
-const nextArgs = (ws, seq, count) =>
-  FAKE ? ['INCRBY', `seqd:${ws}:${seq}`, s(count ?? 1)] : ['NEXT', s(ws), s(seq), ...(count === undefined ? [] : [s(count)])];
-const nextFirst = (reply, count) => (FAKE ? reply - (count ?? 1) + 1 : reply);
-const peekArgs = (ws, seq) => (FAKE ? ['INCRBY', `seqd:${ws}:${seq}`, '0'] : ['PEEK', s(ws), s(seq)]);
-const peekValue = (reply) => (FAKE ? reply + 1 : reply);
-const getseqArgs = () => (FAKE ? ['INCR', 'seqd:getseq'] : ['GETSEQ']);
-// Invalid when queued in MULTI: seqd checks arguments then; Redis only arity.
-const badArgs = (ws) => (FAKE ? ['INCRBY', `seqd:${ws}:1`] : ['NEXT', s(ws), 'x']);
-const badReplyArgs = () => (FAKE ? ['INCRBY', 'seqd:1:1', 'x'] : ['NEXT', '1', 'x']);
-const BAD_REPLY_TEXT = FAKE ? 'not an integer' : 'sequence';
-
-const passed = [];
-const failures = [];
-async function check(label, fn) {
-  try {
-    const detail = await fn();
-    passed.push(label);
-    console.log(`ok   ${label}${detail === undefined ? '' : `: ${detail}`}`);
-  } catch (e) {
-    failures.push(label);
-    console.log(`FAIL ${label}: ${e && e.stack ? e.stack.split('\n').slice(0, 4).join('\n    ') : e}`);
-  }
-}
-function expect(cond, message) {
-  if (!cond) throw new Error(message);
-}
-const isInt = (v) => typeof v === 'number' && Number.isInteger(v);
-const consecutive = (xs) => xs.every((v, i) => v === xs[0] + i);
-const errText = (e) => `${e?.constructor?.name}: ${e?.message}`;
 
 function url(password, username) {
   const cred = password ? `${encodeURIComponent(username ?? '')}:${encodeURIComponent(password)}@` : '';
@@ -289,6 +234,4 @@ async function runPass(name, extra) {
 console.log(`node-redis ${version} against ${HOST}:${PORT}${FAKE ? ' (fake: real Redis)' : ''}`);
 await runPass('default', {});
 await runPass(`RESP ${OTHER_RESP}`, { RESP: OTHER_RESP });
-console.log(`node-redis: ${passed.length} passed, ${failures.length} failed`);
-for (const label of failures) console.log(`  failed: ${label}`);
-process.exitCode = failures.length ? 1 : 0;
+finish('node-redis');
