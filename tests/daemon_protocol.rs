@@ -64,6 +64,8 @@ fn every_command_answers_as_documented() {
             .query(&mut con)
             .unwrap();
         assert_eq!(docs.len(), 2, "{docs:?}");
+        assert_eq!(docs[0], redis::Value::BulkString(b"next".to_vec()));
+        assert!(format!("{docs:?}").contains("summary"), "{docs:?}");
         let ok: String = redis::cmd("SELECT").arg(0).query(&mut con).unwrap();
         assert_eq!(ok, "OK");
         assert!(

@@ -182,7 +182,8 @@ fn checked_parse(buf: &[u8]) -> Result<Option<Parsed>, String> {
                 if !multibulk && !args.is_decoded() {
                     assert!(!arg.is_empty(), "empty inline argument");
                     assert!(
-                        !arg.iter().any(|&b| b == b'\n' || inline::is_space(b)),
+                        !arg.iter().any(|&b| b == b'\n' || inline::ends_word(b))
+                            && !arg.first().copied().is_some_and(inline::is_space),
                         "inline argument {arg:?} holds a separator"
                     );
                 }

@@ -115,7 +115,7 @@ pub struct Config {
     pub max_leases: usize,
 
     /// Bytes all connections together may hold in requests they have not received whole and
-    /// in queued MULTI transactions, beyond 16 KiB each. A connection that would go over is
+    /// in queued MULTI transactions, beyond 32 KiB each. A connection that would go over is
     /// told so and closed. At least 65536.
     #[arg(long, env = "SEQD_MAX_PENDING_BYTES", default_value_t = 256 << 20)]
     pub max_pending_bytes: usize,

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 
 /// Descriptors kept free beyond those open at start and the connections: the HTTP admin's
 /// connections, storage files opened later (RocksDB's new tables and logs), log files.
-pub(crate) const HEADROOM_FDS: u64 = 16;
+pub(crate) const HEADROOM_FDS: u64 = 32;
 
 /// What the open-file limit allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

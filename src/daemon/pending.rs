@@ -2,9 +2,9 @@
 //! they have not received whole (and for queued `MULTI` transactions).
 //!
 //! Each connection may hold one request of up to 1 MiB (`server::MAX_REQUEST`); with 10,000
-//! connections that would be 10 GiB. Every connection gets [`FREE_BYTES`] for nothing — a
-//! partly received request of a client that pipelines stays far below it — and holds a
-//! [`Charge`] against the shared [`PendingBudget`] for what it buffers beyond. A connection
+//! connections that would be 10 GiB. Every connection gets [`FREE_BYTES`] for nothing — its
+//! usual read buffer — and holds a [`Charge`] against the shared [`PendingBudget`] for what
+//! its read buffer's allocation and its queued transaction take beyond. A connection
 //! whose charge cannot grow is told so and closed (`-ERR ... --max-pending-bytes`); the others
 //! are unaffected. So the memory held for partial requests is at most
 //! `--max-connections` × [`FREE_BYTES`] + `--max-pending-bytes`.
@@ -12,9 +12,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Bytes a connection may hold in partial requests without a charge: its read buffer's first
-/// allocation.
-pub(crate) const FREE_BYTES: usize = 16 * 1024;
+/// Bytes a connection may hold without a charge: a read buffer of the usual 16 KiB and one
+/// reserve of as much (`server/buffer.rs`), what every connection that pipelines holds.
+pub(crate) const FREE_BYTES: usize = 32 * 1024;
 
 /// The shared budget.
 #[derive(Debug)]
@@ -58,7 +58,10 @@ impl Charge {
     /// False (and the charge unchanged) when the budget has no room for the growth.
     pub(crate) fn set(&mut self, held: usize) -> bool {
         let want = held.saturating_sub(FREE_BYTES);
-        if want <= self.bytes {
+        if want == self.bytes {
+            return true; // the usual case: nothing to write to the shared counter
+        }
+        if want < self.bytes {
             self.budget
                 .held
                 .fetch_sub(self.bytes - want, Ordering::Relaxed);

@@ -22,7 +22,8 @@ pub(super) fn parse<'a>(name: &'a [u8], rest: &[&'a [u8]]) -> Result<Command<'a>
         };
         Ok(Command::Echo(message))
     } else if is("QUIT") {
-        no_args(rest, "quit", Command::Quit)
+        // Any arguments, ignored (Redis's arity -1).
+        Ok(Command::Quit)
     } else if is("AUTH") {
         match *rest {
             [password] => Ok(Command::Auth {

@@ -41,7 +41,8 @@ pub struct Spec {
 pub struct Key {
     /// Its position (the command name is 0).
     pub position: i64,
-    /// Key spec flags: `RW`/`UPDATE` for a write, `RO`/`ACCESS` for a read.
+    /// Key spec flags, as Redis spells them: `RW`/`update` for a write, `RO`/`access` for a
+    /// read.
     pub flags: &'static [&'static str],
 }
 
@@ -131,9 +132,14 @@ pub fn write_info(out: &mut Vec<u8>, proto: Proto, spec: &Spec) {
             write_key_spec(out, proto, key);
         }
     }
-    write_array_len(out, spec.subcommands.len());
-    for sub in spec.subcommands {
-        write_info(out, proto, sub);
+    // Redis sends "no subcommands" as an empty set, a list of them as an array.
+    if spec.subcommands.is_empty() {
+        write_set_len(out, proto, 0);
+    } else {
+        write_array_len(out, spec.subcommands.len());
+        for sub in spec.subcommands {
+            write_info(out, proto, sub);
+        }
     }
 }
 

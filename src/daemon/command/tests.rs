@@ -137,7 +137,6 @@ fn arity_errors() {
     for (req, name) in [
         ("GETSEQ x", "getseq"),
         ("current x", "current"),
-        ("QUIT now", "quit"),
         ("PING a b", "ping"),
         ("NEXT", "next"),
         ("NEXT 1", "next"),

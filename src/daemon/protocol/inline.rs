@@ -2,7 +2,9 @@
 //! (`sdssplitargs`), so what works typed into `redis-cli`'s raw mode or `nc` against Redis
 //! works here.
 //!
-//! - Words are separated by whitespace (space, tab, CR, vertical tab, form feed).
+//! - A word ends at a space, tab or CR; between words, vertical tabs and form feeds are skipped
+//!   too (inside a word they are part of it, as in Redis). A NUL byte is an ordinary byte
+//!   (Redis, splitting a C string, would stop the line there).
 //! - `"..."` is one word, with escapes `\n \r \t \b \a \\ \"` and `\xHH`; any other escaped
 //!   byte stands for itself. `'...'` is one word in which only `\'` is an escape.
 //! - A quote may open inside a word (`a"b c"` is the word `ab c`); a closing quote must be
@@ -15,9 +17,14 @@
 
 use super::{Args, ProtocolError};
 
-/// Whitespace between words, as C's `isspace` (without `\n`, which ends the line).
+/// Whitespace skipped between words, as C's `isspace` (without `\n`, which ends the line).
 pub fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | 0x0b | 0x0c)
+}
+
+/// The bytes that end an unquoted word.
+pub fn ends_word(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r')
 }
 
 /// Splits `line` (without its line ending) into `args`.
@@ -33,9 +40,9 @@ pub(super) fn split(line: &[u8], args: &mut Args) -> Result<(), ProtocolError> {
 fn split_plain(line: &[u8], args: &mut Args) -> Result<(), ProtocolError> {
     let mut word_start = None;
     for (i, &b) in line.iter().enumerate() {
-        match (is_space(b), word_start) {
-            (false, None) => word_start = Some(i),
-            (true, Some(start)) => {
+        match word_start {
+            None if !is_space(b) => word_start = Some(i),
+            Some(start) if ends_word(b) => {
                 args.push(start..i)?;
                 word_start = None;
             }
@@ -79,7 +86,7 @@ fn split_quoted(line: &[u8], args: &mut Args) -> Result<(), ProtocolError> {
             let next = line.get(i + 1).copied();
             match (quote, b) {
                 (Quote::None, None) => break,
-                (Quote::None, Some(b)) if is_space(b) => break,
+                (Quote::None, Some(b)) if ends_word(b) => break,
                 (Quote::None, Some(b'"')) => quote = Quote::Double,
                 (Quote::None, Some(b'\'')) => quote = Quote::Single,
                 (Quote::Double | Quote::Single, None) => return Err(unbalanced()),
@@ -191,8 +198,9 @@ mod tests {
     #[test]
     fn plain_lines_are_not_copied() {
         let mut args = Args::new();
-        split(b"NEXT 1\t2\x0b3", &mut args).unwrap();
+        split(b"NEXT 1\t2\x0b3 \x0c4", &mut args).unwrap();
         assert!(!args.is_decoded());
-        assert_eq!(args.ranges(), [0..4, 5..6, 7..8, 9..10]);
+        // A vertical tab inside a word is part of it; a form feed between words is skipped.
+        assert_eq!(args.ranges(), [0..4, 5..6, 7..10, 12..13]);
     }
 }

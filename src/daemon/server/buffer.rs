@@ -15,19 +15,26 @@ pub(super) enum Refusal {
     PendingFull,
 }
 
-/// Sizes the read buffer for the next read and charges what the connection holds (its partial
-/// request and queued transaction) to `--max-pending-bytes`.
+/// Sizes the read buffer for the next read and charges what the connection holds — the read
+/// buffer's allocation and its queued transaction — to `--max-pending-bytes`.
+///
+/// The buffer's allocation, not its length, is charged: a buffer grown for a large request
+/// keeps its memory after the request completes, until it is shrunk here, as soon as what it
+/// holds fits the usual size again. So a connection between requests holds at most two usual
+/// buffers (one reserve on top of a nearly full one), which [`FREE_BYTES`] covers.
+///
+/// [`FREE_BYTES`]: crate::daemon::pending::FREE_BYTES
 pub(super) fn hold(buf: &mut Vec<u8>, charge: &mut Charge, conn: &Conn) -> Option<Refusal> {
     if buf.len() > MAX_REQUEST {
         return Some(Refusal::TooLarge);
     }
-    if buf.is_empty() && buf.capacity() > 4 * BUFFER {
+    if buf.len() <= BUFFER && buf.capacity() > 2 * BUFFER {
         buf.shrink_to(BUFFER);
     }
     if buf.capacity() - buf.len() < 4096 {
         buf.reserve(BUFFER);
     }
-    if !charge.set(buf.len() + conn.txn.bytes()) {
+    if !charge.set(buf.capacity() + conn.txn.bytes()) {
         return Some(Refusal::PendingFull);
     }
     None

@@ -25,11 +25,21 @@ impl Conn {
         }
         let mut info = false;
         let mut count = false;
+        // Only these sections report the partitions' statuses (asked of their workers).
+        let mut needs_statuses = false;
         for slot in &self.slots {
             match slot {
                 Slot::Deferred(Deferred::Info(sections, _)) => {
                     info = true;
                     count |= sections.contains(Sections::KEYSPACE);
+                    needs_statuses |= [
+                        Sections::STATS,
+                        Sections::PARTITIONS,
+                        Sections::DURABILITY,
+                        Sections::LEASES,
+                    ]
+                    .into_iter()
+                    .any(|s| sections.contains(s));
                 }
                 Slot::Deferred(Deferred::DbSize) => count = true,
                 _ => {}
@@ -38,7 +48,7 @@ impl Conn {
         if !(info || count) {
             return;
         }
-        let statuses = if info {
+        let statuses = if info && needs_statuses {
             self.shared.partitions.statuses().await
         } else {
             Vec::new()

@@ -39,6 +39,9 @@ use txn::Txn;
 
 /// Most requests taken from one read before their replies are written.
 pub const MAX_PIPELINE: usize = 1024;
+/// Most bytes of replies the connection encodes itself (`CLIENT LIST`, `COMMAND`, ...) for one
+/// read before they are written: the rest of the read waits for the next round.
+const MAX_LOCAL: usize = 1 << 20;
 /// Most bytes buffered for one incomplete request.
 pub(crate) const MAX_REQUEST: usize = 1 << 20;
 /// A read buffer's usual size; a larger one (after a large request) is shrunk back when empty.
@@ -210,15 +213,23 @@ impl Conn {
     /// [`MAX_PIPELINE`]); the encoded replies are left in `self.out`. Returns the bytes used.
     async fn process(&mut self, buf: &[u8]) -> usize {
         self.slots.clear();
-        self.local.clear();
-        self.out.clear();
+        for b in [&mut self.local, &mut self.out] {
+            b.clear();
+            if b.capacity() > 2 * MAX_LOCAL {
+                b.shrink_to(BUFFER); // after a large reply: give the memory back
+            }
+        }
         for b in &mut self.batches {
             b.clear();
         }
         let mut pos = 0;
         let mut args = std::mem::take(&mut self.args);
         let mut spare: Vec<&[u8]> = Vec::new();
-        while self.slots.len() < MAX_PIPELINE && pos < buf.len() && !self.close {
+        while self.slots.len() < MAX_PIPELINE
+            && self.local.len() < MAX_LOCAL
+            && pos < buf.len()
+            && !self.close
+        {
             let rest = &buf[pos..];
             match parse_request(rest, &mut args) {
                 Ok(Some(len)) => {
@@ -253,7 +264,7 @@ impl Conn {
     fn execute(&mut self, argv: &[&[u8]]) {
         let parsed = parse_command(argv);
         if self.txn.is_queueing() && !matches!(&parsed, Ok(c) if txn::runs_in_multi(c)) {
-            return self.queue(argv, parsed.is_ok());
+            return self.queue(argv, parsed);
         }
         let cmd = match parsed {
             Ok(c) => c,

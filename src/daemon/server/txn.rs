@@ -8,17 +8,22 @@
 //! failed. `DISCARD` drops the queue. As in Redis there is no rollback: a command that fails
 //! while running (`-BUSY`) fails alone, in its place in the array.
 //!
-//! A queue holds at most [`MAX_QUEUED`] commands and [`MAX_QUEUED_BYTES`] bytes of
-//! arguments; one more is refused, which aborts the transaction.
+//! A queue holds at most [`MAX_QUEUED`] commands in [`MAX_QUEUED_BYTES`] of memory, and the
+//! replies its commands may produce at most [`MAX_QUEUED_REPLIES`] bytes (`EXEC` sends them in
+//! one array); one more is refused, which aborts the transaction.
 
 use super::Conn;
-use crate::daemon::command::Command;
+use crate::daemon::command::{ClientSub, Command, CommandError, CommandSub};
 use crate::daemon::protocol;
 
 /// Most commands one transaction may queue.
 pub(crate) const MAX_QUEUED: usize = 10_000;
-/// Most bytes of arguments one transaction may queue.
-pub(crate) const MAX_QUEUED_BYTES: usize = 1 << 20;
+/// Most memory one transaction's queue may take: its arguments and the vectors holding them.
+pub(crate) const MAX_QUEUED_BYTES: usize = 4 << 20;
+/// Most bytes the replies of one transaction's commands may take, by `Conn::reply_bound`.
+pub(crate) const MAX_QUEUED_REPLIES: usize = 16 << 20;
+/// An upper bound of `COMMAND`'s and `COMMAND DOCS`' whole replies (a test checks it).
+pub(crate) const COMMAND_REPLY_BOUND: usize = 64 << 10;
 
 /// A connection's transaction state.
 #[derive(Debug, Default)]
@@ -30,8 +35,10 @@ pub(crate) enum Txn {
     Queueing {
         /// Each queued command's arguments, name first.
         queued: Vec<Vec<Vec<u8>>>,
-        /// Bytes of arguments queued.
+        /// Memory the queue takes.
         bytes: usize,
+        /// An upper bound of the bytes of the queued commands' replies.
+        replies: usize,
         /// A command was refused while queueing: `EXEC` will abort.
         aborted: bool,
     },
@@ -72,27 +79,34 @@ impl Txn {
         *self = Txn::Queueing {
             queued: Vec::new(),
             bytes: 0,
+            replies: 0,
             aborted: false,
         };
         true
     }
 
-    /// Queues one command's arguments.
-    pub(crate) fn queue(&mut self, argv: &[&[u8]]) -> Result<(), QueueError> {
+    /// Queues one command's arguments; its reply takes at most `reply_bound` bytes.
+    pub(crate) fn queue(&mut self, argv: &[&[u8]], reply_bound: usize) -> Result<(), QueueError> {
         let Txn::Queueing {
             queued,
             bytes,
+            replies,
             aborted,
         } = self
         else {
             return Err(QueueError::Idle);
         };
-        let size: usize = argv.iter().map(|a| a.len()).sum();
-        if queued.len() >= MAX_QUEUED || *bytes + size > MAX_QUEUED_BYTES {
+        let header = std::mem::size_of::<Vec<u8>>();
+        let size = header + argv.iter().map(|a| a.len() + header).sum::<usize>();
+        if queued.len() >= MAX_QUEUED
+            || *bytes + size > MAX_QUEUED_BYTES
+            || *replies + reply_bound > MAX_QUEUED_REPLIES
+        {
             *aborted = true;
             return Err(QueueError::Full);
         }
         *bytes += size;
+        *replies += reply_bound;
         queued.push(argv.iter().map(|a| a.to_vec()).collect());
         Ok(())
     }
@@ -118,13 +132,11 @@ impl Txn {
         std::mem::take(self).is_queueing()
     }
 
-    /// Bytes held by the queue (counted against `--max-pending-bytes`).
+    /// Memory held by the queue (counted against `--max-pending-bytes`).
     pub(crate) fn bytes(&self) -> usize {
         match self {
             Txn::Idle => 0,
-            Txn::Queueing { bytes, queued, .. } => {
-                bytes + queued.len() * std::mem::size_of::<Vec<Vec<u8>>>()
-            }
+            Txn::Queueing { bytes, .. } => *bytes,
         }
     }
 }
@@ -147,29 +159,42 @@ impl Conn {
         }
     }
 
-    /// A command after `MULTI`: queued if it is `valid` (it parsed) and the connection may run
-    /// it, else refused — and then the transaction aborts at `EXEC`.
-    pub(super) fn queue(&mut self, argv: &[&[u8]], valid: bool) {
-        if !valid {
-            // Parse it again for the error text: a refusal is rare, parsing cheap.
-            let msg = match crate::daemon::command::parse_command(argv) {
-                Err(e) => e.0,
-                Ok(_) => "ERR internal: command refused".to_owned(),
-            };
-            self.txn.abort();
-            self.counts.errors += 1;
-            return self.local_error(&msg);
-        }
-        match self.txn.queue(argv) {
+    /// A command after `MULTI`: queued if it parsed, else refused — and then the transaction
+    /// aborts at `EXEC`.
+    pub(super) fn queue(&mut self, argv: &[&[u8]], parsed: Result<Command<'_>, CommandError>) {
+        let cmd = match parsed {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                self.txn.abort();
+                self.counts.errors += 1;
+                return self.local_error(&e.0);
+            }
+        };
+        match self.txn.queue(argv, self.reply_bound(&cmd)) {
             Ok(()) => self.local(|o| protocol::write_simple(o, "QUEUED")),
             Err(QueueError::Full) => {
                 self.counts.errors += 1;
                 self.local_error(&format!(
-                    "ERR the transaction is too large (at most {MAX_QUEUED} commands and \
-                     {MAX_QUEUED_BYTES} bytes); EXEC will abort: DISCARD and send smaller ones"
+                    "ERR the transaction is too large (at most {MAX_QUEUED} commands, \
+                     {MAX_QUEUED_BYTES} bytes queued, {MAX_QUEUED_REPLIES} bytes of replies); \
+                     EXEC will abort: DISCARD and send smaller ones"
                 ));
             }
             Err(QueueError::Idle) => self.local_error("ERR internal: no transaction to queue to"),
+        }
+    }
+
+    /// An upper bound of the bytes of `cmd`'s reply: only the commands whose replies grow
+    /// with the server count for much against [`MAX_QUEUED_REPLIES`].
+    fn reply_bound(&self, cmd: &Command<'_>) -> usize {
+        match cmd {
+            Command::Client(ClientSub::List) => 200 * self.shared.max_connections.max(1),
+            Command::Command(CommandSub::All | CommandSub::Info(_) | CommandSub::Docs(_)) => {
+                COMMAND_REPLY_BOUND
+            }
+            Command::Info(_) => 4096 + 512 * self.shared.partitions.len(),
+            Command::Ping(Some(m)) | Command::Echo(m) => m.len() + 32,
+            _ => 1024,
         }
     }
 
@@ -212,14 +237,15 @@ mod tests {
     fn transitions() {
         let mut t = Txn::default();
         assert!(!t.is_queueing());
-        assert_eq!(t.queue(&[b"NEXT"]), Err(QueueError::Idle));
+        assert_eq!(t.queue(&[b"NEXT"], 64), Err(QueueError::Idle));
         assert_eq!(t.exec(), Exec::WithoutMulti);
         assert!(!t.discard());
         assert!(t.begin());
         assert!(!t.begin(), "nested MULTI");
-        t.queue(&[b"NEXT", b"1", b"2"]).unwrap();
-        t.queue(&[b"GETSEQ"]).unwrap();
-        assert!(t.bytes() >= 11);
+        t.queue(&[b"NEXT", b"1", b"2"], 64).unwrap();
+        t.queue(&[b"GETSEQ"], 64).unwrap();
+        // Arguments and the vectors holding them.
+        assert!(t.bytes() >= 11 + 6 * std::mem::size_of::<Vec<u8>>());
         assert_eq!(
             t.exec(),
             Exec::Run(vec![
@@ -231,7 +257,7 @@ mod tests {
         assert_eq!(t.bytes(), 0);
 
         assert!(t.begin());
-        t.queue(&[b"GETSEQ"]).unwrap();
+        t.queue(&[b"GETSEQ"], 64).unwrap();
         t.abort();
         assert_eq!(t.exec(), Exec::Aborted);
         assert!(!t.is_queueing());
@@ -242,18 +268,50 @@ mod tests {
     }
 
     #[test]
+    fn command_replies_fit_their_bound() {
+        use crate::daemon::command::spec;
+        use crate::daemon::protocol::Proto;
+        for proto in [Proto::Resp2, Proto::Resp3] {
+            let (mut info, mut docs) = (Vec::new(), Vec::new());
+            for s in spec::COMMANDS {
+                spec::write_info(&mut info, proto, s);
+                spec::write_docs(&mut docs, proto, s);
+            }
+            assert!(
+                info.len() < COMMAND_REPLY_BOUND,
+                "COMMAND: {} bytes",
+                info.len()
+            );
+            assert!(
+                docs.len() < COMMAND_REPLY_BOUND,
+                "COMMAND DOCS: {} bytes",
+                docs.len()
+            );
+        }
+    }
+
+    #[test]
     fn the_queue_is_bounded() {
         let mut t = Txn::default();
         t.begin();
         for _ in 0..MAX_QUEUED {
-            t.queue(&[b"GETSEQ"]).unwrap();
+            t.queue(&[b"GETSEQ"], 64).unwrap();
         }
-        assert_eq!(t.queue(&[b"GETSEQ"]), Err(QueueError::Full));
+        assert_eq!(t.queue(&[b"GETSEQ"], 64), Err(QueueError::Full));
         assert_eq!(t.exec(), Exec::Aborted);
 
         t.begin();
         let big = vec![b'x'; MAX_QUEUED_BYTES];
-        assert_eq!(t.queue(&[b"ECHO", &big]), Err(QueueError::Full));
+        assert_eq!(t.queue(&[b"ECHO", &big], 64), Err(QueueError::Full));
+        assert_eq!(t.exec(), Exec::Aborted);
+
+        // Replies: a few large ones fit, one more does not.
+        t.begin();
+        t.queue(&[b"CLIENT", b"LIST"], MAX_QUEUED_REPLIES / 2)
+            .unwrap();
+        t.queue(&[b"CLIENT", b"LIST"], MAX_QUEUED_REPLIES / 2)
+            .unwrap();
+        assert_eq!(t.queue(&[b"PING"], 64), Err(QueueError::Full));
         assert_eq!(t.exec(), Exec::Aborted);
     }
 }

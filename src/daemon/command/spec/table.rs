@@ -53,11 +53,11 @@ const WORKSPACE: Arg = arg("workspace", "key");
 const SEQUENCE: Arg = arg("sequence", "integer");
 const WRITE_KEY: Key = Key {
     position: 1,
-    flags: &["RW", "UPDATE"],
+    flags: &["RW", "update"],
 };
 const READ_KEY: Key = Key {
     position: 1,
-    flags: &["RO", "ACCESS"],
+    flags: &["RO", "access"],
 };
 
 /// A subcommand of `CLIENT`.

@@ -102,7 +102,7 @@ fn next_is_described_as_redis_describes_a_one_key_write() {
     };
     let V::Map(spec) = &specs[0] else { panic!() };
     assert_eq!(spec[0].0, bulk("flags"));
-    assert_eq!(spec[0].1, V::Set(vec![simple("RW"), simple("UPDATE")]));
+    assert_eq!(spec[0].1, V::Set(vec![simple("RW"), simple("update")]));
     assert_eq!(spec[1].0, bulk("begin_search"));
     assert_eq!(
         spec[1].1,
