@@ -1,7 +1,7 @@
 //! The client matrix: the client libraries people use, each at its default settings, against
 //! the real `seqd serve` on RocksDB — redis-py, node-redis and ioredis (the scripts in
-//! `tests/clients/`), the Rust `redis` crate in RESP2 and RESP3, and `redis-cli` in `-2`, `-3`
-//! and `--pipe` modes. Each connects, takes numbers (`NEXT`, `GETSEQ`), pipelines, runs its
+//! `tests/clients/`), the Rust `redis` crate in RESP2 and RESP3, `redis-cli` in `-2`, `-3`
+//! and `--pipe` modes, and `redis-benchmark` with a password in both protocols. Each connects, takes numbers (`NEXT`, `GETSEQ`), pipelines, runs its
 //! default transaction (`MULTI`/`EXEC`, and one that aborts and takes nothing), reads an error
 //! reply, with authentication on and off.
 //!
@@ -262,6 +262,34 @@ fn redis_cli_in_resp2_resp3_and_pipe_mode() {
         assert!(out.trim().parse::<u64>().is_ok(), "{proto}: {out}");
         let (out, _) = cli(&d, &[proto, "GETSEQ"], None).unwrap();
         assert!(out.contains("NOAUTH"), "{proto}: {out}");
+    }
+    // redis-benchmark with the password, in RESP2 and RESP3.
+    let port = d.port().to_string();
+    for proto in [None, Some("-3")] {
+        let out = Command::new("redis-benchmark")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-a",
+                TOKEN,
+                "-c",
+                "4",
+                "-n",
+                "2000",
+            ])
+            .args(["-P", "4", "-q"])
+            .args(proto)
+            .arg("GETSEQ")
+            .output()
+            .expect("redis-benchmark (apt-get install redis-tools)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("requests per second"),
+            "redis-benchmark {proto:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     d.terminate();
 }
