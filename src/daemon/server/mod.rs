@@ -1,6 +1,7 @@
 //! Client connections: read requests, answer them in order, write replies in one go.
 //!
-//! Each read is parsed into as many requests as it holds (up to [`MAX_PIPELINE`]). Commands
+//! Each read is parsed into as many requests as it holds (up to [`MAX_PIPELINE`], and until
+//! the replies encoded in place pass `MAX_LOCAL`; the rest waits for the next round). Commands
 //! the connection can answer itself (PING, AUTH, HELLO, CLIENT, ...: [`local`]) are answered
 //! in place; numbers are asked of the partitions, one batch per partition per read, all
 //! partitions at once; `INFO` and `DBSIZE`, which need the partitions or storage, are answered
