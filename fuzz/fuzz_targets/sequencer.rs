@@ -57,9 +57,6 @@ const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 const BUSY_WAIT: Duration = Duration::from_millis(1);
 /// How long to wait for what must happen without faults: a bound for hangs, not a timing.
 const MUST: Duration = Duration::from_secs(10);
-/// Retry a `start_timeout` that answered `Busy` before its time was up (a known sequencer
-/// issue, see fuzz/regressions/README.md). Set to false once it is fixed.
-const TOLERATE_START_TIMEOUT_RACE: bool = true;
 /// Call `Sequencer::actualize` only when no actualization can be running (a known sequencer
 /// bug, see fuzz/regressions/README.md). Set to false once it is fixed.
 const AVOID_ACTUALIZE_DURING_ACTUALIZATION: bool = false;
@@ -508,19 +505,13 @@ impl Harness {
         let wait = if faults_on { BUSY_WAIT } else { MUST };
         let ws = WORKSPACES[wsi];
         let seq = self.seq.as_mut().expect("open");
-        let deadline = Instant::now() + wait;
-        let mut tx = loop {
-            match seq.start_timeout(kind_of(wsi), WsId(ws), wait) {
-                Ok(tx) => break tx,
-                Err(Error::Busy { .. }) if faults_on => return,
-                // KNOWN ISSUE: start_timeout can answer Busy long before its timeout, when an
-                // actualization starts between its wait and the transaction's handshake (the
-                // flusher giving up on a write that failed just before the faults were
-                // healed). See fuzz/regressions/README.md.
-                Err(Error::Busy { .. })
-                    if TOLERATE_START_TIMEOUT_RACE && Instant::now() < deadline => {}
-                Err(e) => panic!("start failed without faults: {e}"),
-            }
+        // Without faults a transaction must start within `MUST`, also when an actualization
+        // (a flusher giving up on a write that failed just before the faults were healed)
+        // begins between start_timeout's wait and its handshake (fuzz/regressions/README.md).
+        let mut tx = match seq.start_timeout(kind_of(wsi), WsId(ws), wait) {
+            Ok(tx) => tx,
+            Err(Error::Busy { .. }) if faults_on => return,
+            Err(e) => panic!("start failed without faults: {e}"),
         };
         let offset = tx.offset().0;
         self.model.resync(offset);

@@ -114,15 +114,25 @@ impl Sequencer {
         self.begin(kind, ws)
     }
 
-    /// Like [`start`](Self::start), but waits up to `timeout` while the sequencer is busy.
+    /// Like [`start`](Self::start), but waits up to `timeout` while the sequencer is busy —
+    /// also when an actualization starts between the wait and the transaction's handshake with
+    /// the actualizer: `Busy` only once `timeout` has passed.
     pub fn start_timeout(
         &mut self,
         kind: WsKind,
         ws: WsId,
         timeout: Duration,
     ) -> Result<Transaction<'_>> {
-        self.wait_ready(timeout)?;
-        self.begin(kind, ws)
+        let deadline = Instant::now() + timeout;
+        let ki = loop {
+            self.wait_ready(deadline.saturating_duration_since(Instant::now()))?;
+            match self.handshake(kind) {
+                Err(e @ Error::Busy { .. }) if Instant::now() >= deadline => return Err(e),
+                Err(Error::Busy { .. }) => {} // an actualization began: wait for it
+                other => break other?,
+            }
+        };
+        Ok(self.transaction(kind, ki, ws))
     }
 
     /// Waits up to `timeout` until a transaction could start: recovery done and unflushed
@@ -192,6 +202,14 @@ impl Sequencer {
 
     #[inline]
     fn begin(&mut self, kind: WsKind, ws: WsId) -> Result<Transaction<'_>> {
+        let ki = self.handshake(kind)?;
+        Ok(self.transaction(kind, ki, ws))
+    }
+
+    /// The first half of [`begin`](Self::begin): the kind's index, and the handshake with the
+    /// actualizer (`tx_open` set) — `Busy` if an actualization began, `tx_open` clear again.
+    #[inline]
+    fn handshake(&mut self, kind: WsKind) -> Result<usize> {
         let ki = *self.kind_index.get(&kind).ok_or(Error::UnknownKind(kind))?;
         // An open kind's positions are per workspace entry; `locate` grows `tx_last`.
         let k = &self.kinds[ki];
@@ -206,7 +224,13 @@ impl Sequencer {
                 reason: BusyReason::Actualizing,
             });
         }
-        Ok(Transaction {
+        Ok(ki)
+    }
+
+    /// The second half of [`begin`](Self::begin): the transaction, after [`handshake`](Self::handshake).
+    #[inline]
+    fn transaction(&mut self, kind: WsKind, ki: usize, ws: WsId) -> Transaction<'_> {
+        Transaction {
             kind,
             ki,
             ws,
@@ -214,7 +238,7 @@ impl Sequencer {
             slot: None,
             done: false,
             seq: self,
-        })
+        }
     }
 
     /// The number the next `next(seq)` of workspace `ws` would return, without taking it and
