@@ -50,8 +50,8 @@ pub enum Error {
         requested: u64,
     },
 
-    /// An I/O operation of the daemon failed: binding a port, spawning a thread. The message
-    /// names what it was doing.
+    /// An I/O operation failed: binding a port, spawning a thread (the sequencer's worker, a
+    /// connection thread). The message names what it was doing.
     #[error("{context}: {source}")]
     Io {
         /// What was being done.
@@ -112,6 +112,16 @@ pub enum Error {
     /// new one on the same storage (recovery replays the PLog).
     #[error("sequencer poisoned: its background worker panicked ({0}); close it and reopen")]
     Poisoned(String),
+
+    /// A task run on a blocking thread (opening storage, reading the lease cursors) panicked.
+    /// A bug: the message says where; report it.
+    #[error("{context} panicked: {message}; this is a bug in seqd, please report it")]
+    Panicked {
+        /// What the task was doing.
+        context: String,
+        /// The panic's message.
+        message: String,
+    },
 }
 
 impl Error {

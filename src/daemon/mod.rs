@@ -95,7 +95,7 @@ pub async fn run(
     let c = config.clone();
     let backend = tokio::task::spawn_blocking(move || open_backend(&c))
         .await
-        .map_err(|e| Error::InvalidOptions(format!("opening storage panicked: {e}")))??;
+        .map_err(|e| panicked("opening storage", e))??;
     run_with_backend(config, backend, listener, admin, shutdown).await
 }
 
@@ -119,7 +119,7 @@ pub async fn run_with_backend(
     let b = Arc::clone(&backend);
     let cursors = tokio::task::spawn_blocking(move || b.take_cursors())
         .await
-        .map_err(|e| Error::InvalidOptions(format!("reading lease cursors panicked: {e}")))??;
+        .map_err(|e| panicked("reading the lease cursors", e))??;
     let partitions = Partitions::start(&config, &*backend, cursors)?;
     // Each connection thread holds a few descriptors of its own (epoll, its wake-up).
     let io_fds = 4 * u64::from(config.io_thread_count());
@@ -254,6 +254,14 @@ fn accept(
     };
     shared.metrics.connections_total.inc();
     io.hand_over(stream, permit);
+}
+
+/// A blocking task that did not finish: it panicked (or was cancelled at shutdown).
+fn panicked(context: &str, e: tokio::task::JoinError) -> Error {
+    Error::Panicked {
+        context: context.into(),
+        message: e.to_string(),
+    }
 }
 
 fn local_addr(l: &TcpListener) -> Result<SocketAddr> {

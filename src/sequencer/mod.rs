@@ -85,9 +85,11 @@ impl Sequencer {
         let cache = WsCache::new(options.cache_capacity);
         let max_unflushed = options.max_unflushed;
         let shared = Arc::new(Shared::new(Arc::new(storage), options));
-        let worker = flusher::spawn(Arc::clone(&shared), name.to_string()).map_err(|e| {
-            Error::InvalidOptions(format!("cannot start the background worker thread: {e}"))
-        })?;
+        let worker =
+            flusher::spawn(Arc::clone(&shared), name.to_string()).map_err(|e| Error::Io {
+                context: "cannot start the sequencer's background worker thread".into(),
+                source: e,
+            })?;
         Ok(Sequencer {
             shared,
             kind_index,
