@@ -3,8 +3,9 @@
 #
 # Installs cargo-fuzz if missing. Works on the stable toolchain: libFuzzer's coverage
 # instrumentation needs no nightly flag, only the sanitizers do, and none is used (`seqd`'s
-# one unsafe block is a prefetch hint that cannot fault; `--debug-assertions` turns on overflow checks instead). Each target
-# runs on a temporary copy of its checked-in seeds, so corpus/ stays small. Fails if any
+# one unsafe block is a prefetch hint that cannot fault; `--debug-assertions` turns on
+# overflow checks instead). Each target runs on a temporary copy of its checked-in seeds, so
+# corpus/ stays small. Fails if any
 # target finds a crash (a panic: a failed property), a hang (-timeout) or runs out of memory;
 # the input is saved under fuzz/artifacts/<target>/ and the command to reproduce it is printed.
 set -euo pipefail
