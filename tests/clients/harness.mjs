@@ -72,6 +72,32 @@ export const isInt = (v) => typeof v === 'number' && Number.isInteger(v);
 export const consecutive = (xs) => xs.every((v, i) => v === xs[0] + i);
 export const errText = (e) => `${e?.constructor?.name}: ${e?.message}`;
 
+/**
+ * For a client whose connect must fail (clients retry a failed handshake): the first of its
+ * 'error' events and the rejection of `command`, within 5 s; throws if the command replied
+ * instead or nothing came. `start()` runs once the 'error' listener is in place: it connects
+ * if the library needs to be told, and sends `command` (a promise of its reply) unless it is
+ * `null`. The caller disconnects the client afterwards.
+ */
+export async function firstError(client, command, start) {
+  const firstErr = new Promise((resolve) => client.on('error', resolve));
+  let reply;
+  const started = start();
+  const sent = command
+    ? started.then((v) => { reply = v; return 'replied'; }, (e) => e)
+    : new Promise(() => {});
+  let timer;
+  const timeout = new Promise((resolve) => { timer = setTimeout(resolve, 5000, 'timeout'); });
+  try {
+    const first = await Promise.race([firstErr, sent, timeout]);
+    if (first === 'replied') throw new Error(`${command.join(' ')} should fail, it replied ${JSON.stringify(reply)}`);
+    if (first === 'timeout') throw new Error('neither an error nor a reply within 5 s');
+    return first;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** The summary line and the exit code (0 all passed, 1 some failed). */
 export function finish(name) {
   console.log(`${name}: ${passed.length} passed, ${failures.length} failed`);
