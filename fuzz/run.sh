@@ -4,10 +4,11 @@
 # Installs cargo-fuzz if missing. Works on the stable toolchain: libFuzzer's coverage
 # instrumentation needs no nightly flag, only the sanitizers do, and none is used (`seqd`'s
 # one unsafe block is a prefetch hint that cannot fault; `--debug-assertions` turns on
-# overflow checks instead). Each target runs on a temporary copy of its checked-in seeds, so
-# corpus/ stays small. Fails if any
-# target finds a crash (a panic: a failed property), a hang (-timeout) or runs out of memory;
-# the input is saved under fuzz/artifacts/<target>/ and the command to reproduce it is printed.
+# overflow checks instead). First every input of a fixed issue (regressions/) runs 1,000
+# times; then each target fuzzes a temporary copy of its checked-in seeds, so corpus/ stays
+# small. Fails if an input or the fuzzer finds a crash (a panic: a failed property), a hang
+# (-timeout) or runs out of memory; a new input is saved under fuzz/artifacts/<target>/ and the
+# command to reproduce it is printed.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -29,6 +30,25 @@ cargo fuzz build "${flags[@]}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 failed=()
+
+# Prints why a run failed: the panic message first (a backtrace would push it out of a tail).
+report() {
+  grep -A4 -E 'panicked at' "$1" | head -20 || true
+  grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse|RELOAD)' "$1" | grep -v -E '^ +([0-9]+: | +at )' | tail -40
+}
+
+# The inputs of fixed issues first (regressions/README.md), each many times: some were races.
+for dir in regressions/*/; do
+  target=$(basename "$dir")
+  for input in "$dir"*; do
+    echo "=== regression $target/$(basename "$input") x${SEQD_FUZZ_REGRESSION_RUNS:-1000}"
+    if ! cargo fuzz run "${flags[@]}" "$target" "$input" -- \
+      -runs="${SEQD_FUZZ_REGRESSION_RUNS:-1000}" -timeout=60 >"$work/regression.log" 2>&1; then
+      failed+=("$target/$(basename "$input")")
+      report "$work/regression.log"
+    fi
+  done
+done
 for target in $(cargo fuzz list); do
   mkdir -p "$work/$target"
   cp corpus/"$target"/seed-* "$work/$target/"
@@ -39,7 +59,7 @@ for target in $(cargo fuzz list); do
     grep -E '^#[0-9]+[[:space:]]+DONE' "$work/$target.log" || true
   else
     failed+=("$target")
-    grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse|RELOAD)' "$work/$target.log" | tail -80
+    report "$work/$target.log"
   fi
 done
 

@@ -31,7 +31,7 @@ use libfuzzer_sys::fuzz_target;
 use seqd::storage::{FaultOps, FaultyStorage, MemoryStorage, SeqStorage, SeqValue};
 use seqd::{
     BusyReason, Clock, Error, ManualClock, Number, Options, PLogOffset, RetryPolicy, SeqId,
-    SeqTypes, Sequencer, SequencerState, SystemClock, WsId, WsKind,
+    SeqTypes, Sequencer, SystemClock, WsId, WsKind,
 };
 
 /// A kind with three configured sequences: a plain one, one starting high, one about to run
@@ -57,9 +57,6 @@ const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 const BUSY_WAIT: Duration = Duration::from_millis(1);
 /// How long to wait for what must happen without faults: a bound for hangs, not a timing.
 const MUST: Duration = Duration::from_secs(10);
-/// Call `Sequencer::actualize` only when no actualization can be running (a known sequencer
-/// bug, see fuzz/regressions/README.md). Set to false once it is fixed.
-const AVOID_ACTUALIZE_DURING_ACTUALIZATION: bool = false;
 
 fuzz_target!(|data: &[u8]| {
     let mut input = Bytes(data);
@@ -460,20 +457,9 @@ impl Harness {
             }
             Op::Sync => self.sync(),
             Op::Actualize => {
-                // KNOWN ISSUE: actualize() while an actualization runs lets transactions start
-                // during the second one (regressions/README.md). Until it is fixed, ask only
-                // when none can be running or start: no faults, ready, nothing left to write
-                // (a write that failed just before the faults were healed makes the flusher
-                // give up and actualize).
-                let idle = !self.faults_on() && {
-                    let seq = self.seq();
-                    seq.stats().state == SequencerState::Ready
-                        && seq.flushed_offset().0 + 1 >= seq.next_offset().0
-                };
-                if idle || !AVOID_ACTUALIZE_DURING_ACTUALIZATION {
-                    self.seq().actualize();
-                    self.model.actualized();
-                }
+                // Also while an actualization runs (fuzz/regressions/README.md, issue 1).
+                self.seq().actualize();
+                self.model.actualized();
             }
         }
         self.check_invariants();

@@ -163,7 +163,8 @@ impl Sequencer {
         }
     }
 
-    /// Whether a transaction may start now; resynchronizes after an actualization.
+    /// Whether a transaction may start now (the handshake re-checks the status and
+    /// resynchronizes after an actualization).
     #[inline]
     fn ready(&mut self) -> Result<()> {
         match self.shared.status() {
@@ -179,15 +180,6 @@ impl Sequencer {
                 });
             }
             Status::Poisoned => return Err(self.poisoned()),
-        }
-        let generation = self.shared.generation.load(Ordering::Acquire);
-        if generation != self.generation {
-            // An actualization discarded state: drop the cache, resume at its offset.
-            let inner = self.shared.lock();
-            self.next_offset = inner.base_offset;
-            drop(inner);
-            self.cache.clear();
-            self.generation = generation;
         }
         let unflushed = self.shared.unflushed.load(Ordering::Acquire);
         if unflushed >= self.max_unflushed {
@@ -225,6 +217,20 @@ impl Sequencer {
             return Err(Error::Busy {
                 reason: BusyReason::Actualizing,
             });
+        }
+        // Only now, with `Ready` seen after `tx_open` was set, is the generation settled: no
+        // actualization can have bumped it without also having set its `base_offset` (both
+        // before `Ready`), and none can bump it again until `tx_open` clears. Read earlier, a
+        // generation bumped by a run still replaying would pair with the previous run's
+        // `base_offset`, and the writer would reissue offsets (I5).
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        if generation != self.generation {
+            // An actualization discarded state: drop the cache, resume at its offset.
+            let inner = self.shared.lock();
+            self.next_offset = inner.base_offset;
+            drop(inner);
+            self.cache.clear();
+            self.generation = generation;
         }
         Ok(ki)
     }
