@@ -55,9 +55,7 @@ pub(crate) fn run(shared: &Shared, backoff: &mut Backoff) -> Result<(), Stopped>
         inner.pending.clear();
         inner.pending_next = None;
         inner.due = None;
-        inner.handed_over = None;
-        inner.inflight = None;
-        inner.inflight_len = 0;
+        inner.flight.discard();
         shared.recompute_unflushed(&inner);
         shared
             .generation

@@ -360,10 +360,10 @@ fn many_random_flush_and_actualize_cycles() {
     }
 }
 
-/// Found in review: when the flusher gave up a batch it dropped the batch from `inflight` at
-/// once, before the actualizer's handshake with the open transaction. A transaction already
-/// open on an evicted workspace then missed its committed numbers and read the older stored
-/// ones: it would hand out a committed number again.
+/// A batch the flusher gives up stays readable (the flight's `GivenUp`) until the actualizer,
+/// after its handshake with the open transaction, discards it. Were it dropped at once, a
+/// transaction already open on an evicted workspace would miss its committed numbers, read the
+/// older stored ones and hand out a committed number again.
 #[test]
 fn regression_give_up_keeps_the_failed_batch_visible_to_the_open_transaction() {
     let (mem, storage) = faulty();

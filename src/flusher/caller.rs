@@ -16,10 +16,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{ValueMap, record_error, sorted_values, take_batch, written};
+use super::flight::{Taken, Writer};
+use super::{record_error, sorted_values, take_batch, written};
 use crate::sequencer::state::{Inner, Shared, Status};
 use crate::storage::{SeqValue, StorageError};
-use crate::types::PLogOffset;
 
 /// What [`FlushHandle::flush_now`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,17 +68,17 @@ impl FlushHandle {
     /// unless a write is already in flight. Blocks for that call (it never waits for a lock
     /// held across I/O). Never retries: a failure goes to the background worker.
     pub fn flush_now(&mut self) -> FlushNow {
-        let (batch, next) = match self.take() {
+        let taken = match self.take() {
             Ok(taken) => taken,
             Err(outcome) => return outcome,
         };
-        sorted_values(&mut self.values, &batch);
+        sorted_values(&mut self.values, &taken.batch);
         let t0 = Instant::now();
         let result = self
             .shared
             .storage
-            .write_values_and_offset(&self.values, next);
-        self.finish(batch, next, t0.elapsed(), result)
+            .write_values_and_offset(&self.values, taken.next);
+        self.finish(taken, t0.elapsed(), result)
     }
 
     /// Writes the pending batches of several sequencers on this thread, each as
@@ -100,56 +100,59 @@ impl FlushHandle {
         let mut taken = Vec::with_capacity(handles.len());
         for (i, h) in handles.iter_mut().enumerate() {
             match h.take() {
-                Ok((batch, next)) => {
-                    sorted_values(&mut h.values, &batch);
-                    taken.push((i, batch, next));
+                Ok(t) => {
+                    sorted_values(&mut h.values, &t.batch);
+                    taken.push((i, t));
                 }
                 Err(outcome) => outcomes[i] = outcome,
             }
         }
         // The last batch taken is written durably, the others before it deferred.
-        let Some((last, batch, next)) = taken.pop() else {
+        let Some((last, last_taken)) = taken.pop() else {
             return outcomes;
         };
         let t0 = Instant::now();
         let mut deferred = Vec::with_capacity(taken.len());
-        for (i, batch, next) in taken {
+        for (i, t) in taken {
             let h = &mut handles[i];
             match h
                 .shared
                 .storage
-                .write_values_and_offset_deferred(&h.values, next)
+                .write_values_and_offset_deferred(&h.values, t.next)
             {
-                Ok(()) => deferred.push((i, batch, next)),
-                Err(e) => outcomes[i] = h.finish(batch, next, t0.elapsed(), Err(e)),
+                Ok(()) => deferred.push((i, t)),
+                Err(e) => outcomes[i] = h.finish(t, t0.elapsed(), Err(e)),
             }
         }
         let h = &mut handles[last];
-        let result = h.shared.storage.write_values_and_offset(&h.values, next);
+        let result = h
+            .shared
+            .storage
+            .write_values_and_offset(&h.values, last_taken.next);
         let took = t0.elapsed();
         // The deferred writes are durable exactly when this one is; if it failed, they may or
         // may not be, and their own retry settles it.
-        for (i, batch, next) in deferred {
+        for (i, t) in deferred {
             let theirs = match &result {
                 Ok(()) => Ok(()),
                 Err(e) => Err(StorageError::retryable(format!(
                     "the write that was to make this batch durable failed: {e}"
                 ))),
             };
-            outcomes[i] = handles[i].finish(batch, next, took, theirs);
+            outcomes[i] = handles[i].finish(t, took, theirs);
         }
-        outcomes[last] = handles[last].finish(batch, next, took, result);
+        outcomes[last] = handles[last].finish(last_taken, took, result);
         outcomes
     }
 
     /// Takes the pending batch for a write on this thread, or says why not.
-    fn take(&mut self) -> Result<(Arc<ValueMap>, PLogOffset), FlushNow> {
+    fn take(&mut self) -> Result<Taken, FlushNow> {
         let shared = &*self.shared;
         let mut inner = shared.lock();
         if inner.pending_next.is_none() {
             return Err(FlushNow::Nothing);
         }
-        let writing = inner.inflight.is_some() || inner.caller_writing;
+        let writing = !inner.flight.is_idle();
         if writing
             || shared.status() != Status::Ready
             || inner.actualize_requested
@@ -158,39 +161,37 @@ impl FlushHandle {
             if writing {
                 // Due now: the worker writes it as soon as the write in flight ends.
                 inner.due = None;
-                if inner.worker_lingering {
+                if inner.worker.wake_if_lingering() {
                     drop(inner);
                     shared.work.notify_one();
                 }
             }
             return Err(FlushNow::Busy);
         }
-        let taken = take_batch(&mut inner);
-        inner.caller_writing = true;
-        Ok(taken)
+        Ok(take_batch(&mut inner, Writer::Caller))
     }
 
     /// Ends a write of a batch [`take`](Self::take) gave: records it as durable, or hands it
     /// to the worker to retry.
     fn finish(
         &mut self,
-        batch: Arc<ValueMap>,
-        next: PLogOffset,
+        taken: Taken,
         took: Duration,
         result: Result<(), StorageError>,
     ) -> FlushNow {
         let shared = &*self.shared;
         match result {
             Ok(()) => {
-                written(shared, batch, self.values.len(), took, next, true);
+                written(shared, taken, self.values.len(), took, Writer::Caller);
                 FlushNow::Written
             }
             Err(e) => {
                 record_error(shared, &e);
+                drop(taken);
                 let mut inner = shared.lock();
-                // `inflight` keeps the batch reachable for cache misses until the worker
+                // The flight keeps the batch reachable for cache misses until the worker
                 // writes it or the actualizer discards it.
-                inner.handed_over = Some((batch, next, e.is_retryable()));
+                inner.flight.hand_over(e.is_retryable());
                 caller_done(&mut inner);
                 drop(inner);
                 // The worker has a batch to retry whether it was waiting or idle.
@@ -213,7 +214,7 @@ impl FlushHandle {
             return; // nothing pending, or due already (the worker is on it)
         }
         inner.due = None;
-        let wake = shared.wake_worker(&mut inner) || inner.worker_lingering;
+        let wake = inner.worker.wake_for_due();
         drop(inner);
         if wake {
             shared.work.notify_one();
@@ -221,14 +222,9 @@ impl FlushHandle {
     }
 }
 
-/// Ends a caller's write; true when the worker waits for that and must be notified.
+/// A caller's write ended (the flight moved on); true when the worker must be notified: it
+/// waits for that write, or it sleeps while a batch is due.
 pub(super) fn caller_done(inner: &mut Inner) -> bool {
-    inner.caller_writing = false;
     let overdue = inner.pending_next.is_some() && inner.due.is_none();
-    let wake =
-        inner.worker_waits_for_caller || ((inner.worker_idle || inner.worker_lingering) && overdue);
-    if wake {
-        inner.worker_idle = false;
-    }
-    wake
+    inner.worker.wake_after_caller(overdue)
 }

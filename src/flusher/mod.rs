@@ -9,7 +9,8 @@
 //! is actualized. The worker never holds the lock across a storage call.
 //!
 //! A batch may also be written by the embedder on its own thread ([`FlushHandle`], in
-//! `caller.rs`); there is one write in flight at a time, and the worker retries a batch a
+//! `caller.rs`). Who holds the batch in flight, and who waits for whom, are the two state
+//! types of `flight.rs`: one write in flight at a time, and the worker retries a batch a
 //! caller failed to write.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -22,19 +23,21 @@ use crate::actualizer;
 use crate::options::Backoff;
 use crate::sequencer::state::{Counters, Inner, Shared, Status, ValueMap};
 use crate::storage::{SeqValue, StorageError};
-use crate::types::{Number, PLogOffset};
+use crate::types::Number;
 
 mod caller;
+pub(crate) mod flight;
 
 use caller::caller_done;
 pub use caller::{FlushHandle, FlushNow};
+use flight::{Taken, WorkerWait, Writer};
 
 /// What the worker does next.
 enum Job {
     Actualize,
     /// Write a batch; `Some(retryable)` when a caller's write of it already failed
     /// ([`FlushHandle`] hands such a batch over).
-    Flush(Arc<ValueMap>, PLogOffset, Option<bool>),
+    Flush(Taken, Option<bool>),
     Exit,
 }
 
@@ -54,7 +57,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String) -> std::io::Result<JoinHa
             shared.set_status(Status::Poisoned);
         }
         if inner.lost.is_none() {
-            let values = inner.pending.len() + inner.inflight_len;
+            let values = inner.pending.len() + inner.flight.len();
             if values > 0 || inner.pending_next.is_some() {
                 inner.lost = Some((values, inner.durable_next));
             }
@@ -76,8 +79,8 @@ fn run(shared: &Shared) {
                     return; // stopped
                 }
             }
-            Job::Flush(batch, next, failed) => {
-                if !flush(shared, &mut backoff, &mut values, batch, next, failed) {
+            Job::Flush(taken, failed) => {
+                if !flush(shared, &mut backoff, &mut values, taken, failed) {
                     return; // stopped with what it could not write recorded
                 }
             }
@@ -89,53 +92,52 @@ fn run(shared: &Shared) {
 fn next_job(shared: &Shared) -> Job {
     let mut inner = shared.lock();
     loop {
-        if inner.caller_writing {
+        if inner.flight.caller_writing() {
             // A caller is writing a batch ([`FlushHandle`]); it wakes the worker when done.
-            inner.worker_waits_for_caller = true;
+            inner.worker = WorkerWait::ForCaller;
             inner = shared.work.wait(inner).unwrap_or_else(|e| e.into_inner());
-            inner.worker_waits_for_caller = false;
+            inner.worker = WorkerWait::Running;
             continue;
         }
         if inner.actualize_requested && inner.stop.is_none() {
             return Job::Actualize;
         }
-        if let Some((batch, next, retryable)) = inner.handed_over.take() {
-            return Job::Flush(batch, next, Some(retryable));
+        if inner.flight.handed_over()
+            && let Some((taken, retryable)) = inner.flight.resume()
+        {
+            return Job::Flush(taken, Some(retryable));
         }
         let ready = shared.status() == Status::Ready || shared.status() == Status::Closing;
         if inner.pending_next.is_some() && ready && !inner.actualize_requested {
             // Let the batch grow until it is due (`flush_interval` after its first commit).
             let now = shared.options.clock.now();
             if let Some(due) = inner.due.filter(|&due| due > now && inner.stop.is_none()) {
-                inner.worker_lingering = true;
+                inner.worker = WorkerWait::Lingering;
                 drop(inner);
                 pause(shared, due - now);
                 inner = shared.lock();
-                inner.worker_lingering = false;
+                inner.worker = WorkerWait::Running;
                 continue;
             }
-            let (batch, next) = take_batch(&mut inner);
-            return Job::Flush(batch, next, None);
+            return Job::Flush(take_batch(&mut inner, Writer::Worker), None);
         }
         if inner.stop.is_some() {
             return Job::Exit;
         }
-        inner.worker_idle = true;
+        inner.worker = WorkerWait::Idle;
         inner = shared.work.wait(inner).unwrap_or_else(|e| e.into_inner());
-        inner.worker_idle = false;
+        inner.worker = WorkerWait::Running;
     }
 }
 
-/// Takes everything pending as the batch to write (it stays reachable as `inflight` until
-/// written, so a cache miss still finds its numbers).
-fn take_batch(inner: &mut Inner) -> (Arc<ValueMap>, PLogOffset) {
+/// `by` takes everything pending as the batch to write (it stays reachable in the flight
+/// until written, so a cache miss still finds its numbers).
+fn take_batch(inner: &mut Inner, by: Writer) -> Taken {
     let next = inner.pending_next.take().unwrap_or(inner.durable_next);
     inner.due = None;
     let spare = std::mem::take(&mut inner.spare);
-    let batch = Arc::new(std::mem::replace(&mut inner.pending, spare));
-    inner.inflight_len = batch.len();
-    inner.inflight = Some(Arc::clone(&batch));
-    (batch, next)
+    let batch = std::mem::replace(&mut inner.pending, spare);
+    inner.flight.take(batch, next, by)
 }
 
 /// The batch's values in key order. An ordered store (RocksDB's skiplist memtable) then
@@ -152,25 +154,24 @@ fn sorted_values(values: &mut Vec<SeqValue>, batch: &ValueMap) {
     values.sort_unstable_by_key(|v| (v.ws, v.seq));
 }
 
-/// A batch is durable: record it, drop it from `inflight`, move the checkpoint and wake
-/// everyone waiting for progress. `by_caller`: a [`FlushHandle`] wrote it (and the worker
-/// may be waiting for that write to end).
-fn written(
-    shared: &Shared,
-    batch: Arc<ValueMap>,
-    keys: usize,
-    took: Duration,
-    next: PLogOffset,
-    by_caller: bool,
-) {
+/// A batch is durable: record it, end the flight (recycling the batch's map as the next
+/// `spare`), move the checkpoint and wake everyone waiting for progress — and the worker, if
+/// it waits for this caller's write.
+fn written(shared: &Shared, taken: Taken, keys: usize, took: Duration, by: Writer) {
     shared.counters.record_write(keys, took);
     shared.storage_failing.store(false, Ordering::Release);
-    drop(batch);
+    let next = taken.next;
+    drop(taken); // the flight's reference is then the last one
     let mut inner = shared.lock();
-    finish_inflight(&mut inner);
+    if let Some(mut map) = inner.flight.written(by) {
+        map.clear();
+        if inner.spare.capacity() < map.capacity() {
+            inner.spare = map;
+        }
+    }
     shared.set_durable(&mut inner, next);
     shared.recompute_unflushed(&inner);
-    let wake = by_caller && caller_done(&mut inner);
+    let wake = by == Writer::Caller && caller_done(&mut inner);
     drop(inner);
     if wake {
         shared.work.notify_one();
@@ -191,11 +192,10 @@ fn flush(
     shared: &Shared,
     backoff: &mut Backoff,
     values: &mut Vec<SeqValue>,
-    batch: Arc<ValueMap>,
-    next: PLogOffset,
+    taken: Taken,
     mut failed: Option<bool>,
 ) -> bool {
-    sorted_values(values, &batch);
+    sorted_values(values, &taken.batch);
     let counters = &shared.counters;
     backoff.reset();
     loop {
@@ -206,7 +206,7 @@ fn flush(
             let abandon = shared.lock().actualize_requested;
             let retry = retryable && budget_left && !past_deadline && !abandon;
             if !retry {
-                return give_up(shared, batch, stop.is_some());
+                return give_up(shared, taken, stop.is_some());
             }
             Counters::add(&counters.flush_retries, 1);
             let mut delay = backoff.next_delay();
@@ -216,11 +216,11 @@ fn flush(
             pause(shared, delay);
         }
         let t0 = Instant::now();
-        let result = shared.storage.write_values_and_offset(values, next);
+        let result = shared.storage.write_values_and_offset(values, taken.next);
         let took = t0.elapsed();
         match result {
             Ok(()) => {
-                written(shared, batch, values.len(), took, next, false);
+                written(shared, taken, values.len(), took, Writer::Worker);
                 return true;
             }
             Err(e) => {
@@ -235,14 +235,16 @@ fn flush(
 /// partition to the actualizer, which drops unflushed state and rebuilds it from storage and
 /// the PLog.
 ///
-/// The failed batch stays in `inflight` until the actualizer discards it: a transaction that
-/// is open right now may still miss the cache and must find those numbers there, or it would
-/// hand out a committed number again. The actualizer discards only once no transaction is open.
-fn give_up(shared: &Shared, batch: Arc<ValueMap>, stopping: bool) -> bool {
-    drop(batch);
+/// The failed batch stays in the flight (`GivenUp`) until the actualizer discards it: a
+/// transaction that is open right now may still miss the cache and must find those numbers
+/// there, or it would hand out a committed number again. The actualizer discards only once no
+/// transaction is open.
+fn give_up(shared: &Shared, taken: Taken, stopping: bool) -> bool {
+    drop(taken);
     let mut inner = shared.lock();
+    inner.flight.give_up();
     if stopping {
-        let values = inner.inflight_len + inner.pending.len();
+        let values = inner.flight.len() + inner.pending.len();
         inner.lost = Some((values, inner.durable_next));
         return false;
     }
@@ -252,20 +254,6 @@ fn give_up(shared: &Shared, batch: Arc<ValueMap>, stopping: bool) -> bool {
     drop(inner);
     shared.notify_progress();
     true
-}
-
-/// Drops the in-flight batch, recycling its map as the next `spare` once no other reference
-/// to it remains (the worker drops its own clone first).
-fn finish_inflight(inner: &mut Inner) {
-    if let Some(map) = inner.inflight.take()
-        && let Ok(mut map) = Arc::try_unwrap(map)
-    {
-        map.clear();
-        if inner.spare.capacity() < map.capacity() {
-            inner.spare = map;
-        }
-    }
-    inner.inflight_len = 0;
 }
 
 /// Lets `d` pass on the configured clock. `close` and actualization requests cut it short;

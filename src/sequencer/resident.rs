@@ -36,12 +36,8 @@ impl Sequencer {
             let inner = self.shared.lock();
             for (i, seq) in k.seqs.iter().enumerate() {
                 let key = (ws, *seq);
-                let found = inner
-                    .pending
-                    .get(&key)
-                    .or_else(|| inner.inflight.as_ref().and_then(|m| m.get(&key)));
-                match found {
-                    Some(&n) => self.load_buf[i] = n,
+                match inner.unflushed(&key) {
+                    Some(n) => self.load_buf[i] = n,
                     None => missing = true,
                 }
             }
@@ -78,15 +74,7 @@ impl Sequencer {
         if let Some(i) = self.cache.slot(slot).seqs.iter().position(|s| *s == seq) {
             return Ok((i, initial));
         }
-        let unflushed = {
-            let inner = self.shared.lock();
-            let key = (ws, seq);
-            inner
-                .pending
-                .get(&key)
-                .or_else(|| inner.inflight.as_ref().and_then(|m| m.get(&key)))
-                .copied()
-        };
+        let unflushed = self.shared.lock().unflushed(&(ws, seq));
         let last = match unflushed {
             Some(n) => n,
             None => match self.shared.storage.read_numbers(ws, &[seq])?.as_slice() {

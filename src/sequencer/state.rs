@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
+use crate::flusher::flight::{Flight, WorkerWait};
 use crate::options::Options;
 use crate::storage::SeqStorage;
 use crate::types::{PLogOffset, SeqId, WsId};
@@ -68,7 +69,7 @@ pub(crate) struct Shared {
     /// The writer has a transaction open. The actualizer waits for it to end before it reads
     /// the PLog, so an event the application logs and then flushes is never missed.
     pub(crate) tx_open: AtomicBool,
-    /// `pending.len() + inflight_len`, readable without the lock.
+    /// `pending.len() + flight.len()`, readable without the lock.
     pub(crate) unflushed: AtomicUsize,
     /// Mirror of `Inner::durable_next`.
     pub(crate) durable_next: AtomicU64,
@@ -92,21 +93,12 @@ pub(crate) struct Inner {
     /// When the worker writes the pending batch (`flush_interval` after its first commit);
     /// `None`: at once.
     pub(crate) due: Option<Instant>,
-    /// The batch being written. Shared with the writer, which iterates it without the lock.
-    pub(crate) inflight: Option<Arc<ValueMap>>,
-    pub(crate) inflight_len: usize,
+    /// The batch taken for writing, if any, and who writes it (`flusher/flight.rs`).
+    pub(crate) flight: Flight,
     /// An emptied map kept to swap in for `pending`, so steady state does not allocate.
     pub(crate) spare: ValueMap,
-    pub(crate) worker_idle: bool,
-    /// A [`FlushHandle`](crate::FlushHandle) is writing `inflight`; the worker waits.
-    pub(crate) caller_writing: bool,
-    /// The worker waits for that write to end.
-    pub(crate) worker_waits_for_caller: bool,
-    /// The worker waits for the pending batch to become `due` (commits do not wake it).
-    pub(crate) worker_lingering: bool,
-    /// A batch a `FlushHandle` failed to write (and whether the error was retryable), for
-    /// the worker to retry; it is also still `inflight`.
-    pub(crate) handed_over: Option<(Arc<ValueMap>, PLogOffset, bool)>,
+    /// What the worker waits for, so others know whether to wake it.
+    pub(crate) worker: WorkerWait,
     pub(crate) actualize_requested: bool,
     pub(crate) stop: Option<Instant>,
     /// The checkpoint known durable: every transaction below it is on disk.
@@ -121,6 +113,17 @@ pub(crate) struct Inner {
     pub(crate) lost: Option<(usize, PLogOffset)>,
     /// The most recent storage error the worker met (flush or actualization).
     pub(crate) last_error: Option<String>,
+}
+
+impl Inner {
+    /// The newest committed number of a key that is not durable yet: pending first, then the
+    /// batch in flight.
+    pub(crate) fn unflushed(&self, key: &(WsId, SeqId)) -> Option<u64> {
+        self.pending
+            .get(key)
+            .or_else(|| self.flight.get(key))
+            .copied()
+    }
 }
 
 impl Shared {
@@ -138,14 +141,9 @@ impl Shared {
                 pending: ValueMap::default(),
                 pending_next: None,
                 due: None,
-                inflight: None,
-                inflight_len: 0,
+                flight: Flight::Idle,
                 spare: ValueMap::default(),
-                worker_idle: false,
-                caller_writing: false,
-                worker_waits_for_caller: false,
-                worker_lingering: false,
-                handed_over: None,
+                worker: WorkerWait::Running,
                 // Opening is an actualization: recovery runs before the first start.
                 actualize_requested: true,
                 stop: None,
@@ -200,12 +198,10 @@ impl Shared {
         self.lock().stop
     }
 
-    /// Marks the worker awake; returns whether it was asleep, i.e. whether the caller must
-    /// notify `work` after releasing the lock.
+    /// A commit arrived: marks the worker awake; returns whether it was idle, i.e. whether
+    /// the caller must notify `work` after releasing the lock.
     pub(crate) fn wake_worker(&self, inner: &mut Inner) -> bool {
-        let was_idle = inner.worker_idle;
-        inner.worker_idle = false;
-        was_idle
+        inner.worker.wake_for_commit()
     }
 
     /// Records a durable checkpoint (never moving it back); the caller notifies `progress`.
@@ -218,7 +214,7 @@ impl Shared {
 
     pub(crate) fn recompute_unflushed(&self, inner: &Inner) {
         self.unflushed
-            .store(inner.pending.len() + inner.inflight_len, Ordering::Release);
+            .store(inner.pending.len() + inner.flight.len(), Ordering::Release);
     }
 
     /// Wakes every thread waiting on `progress`, and the embedder's hook.
