@@ -49,6 +49,7 @@
 mod actualizer;
 mod cache;
 mod clock;
+#[cfg(feature = "daemon")]
 pub mod daemon;
 mod error;
 mod flusher;
@@ -66,6 +67,6 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BusyReason, Error, Result};
 pub use flusher::{FlushHandle, FlushNow};
 pub use options::{Options, ProgressHook, RetryPolicy};
-pub use sequencer::{Committed, DurabilityWatcher, Sequencer, Transaction};
+pub use sequencer::{Closing, Committed, DurabilityWatcher, Sequencer, Transaction};
 pub use stats::{SequencerState, Stats};
 pub use types::{Number, PLogOffset, PartitionId, SeqId, SeqTypes, WsId, WsKind};

@@ -3,6 +3,8 @@
 //! server's, its verifier catches a server that hands out a number twice, and bad arguments
 //! and unreachable servers end it with a clear error and a non-zero status.
 
+#![cfg(feature = "daemon")]
+
 mod common;
 
 use std::sync::Arc;

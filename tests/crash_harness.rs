@@ -21,7 +21,7 @@
 //! ```
 //!
 //! `SEQD_CRASH_SEED` picks the random kill moments and keys (printed at the start).
-#![cfg(feature = "rocksdb")]
+#![cfg(all(feature = "daemon", feature = "rocksdb"))]
 
 mod common;
 

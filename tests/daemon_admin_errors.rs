@@ -2,6 +2,8 @@
 //! partition recovers (`next`, `peek`) or its storage fails (`next`, `flush`), 422 for an exhausted
 //! sequence, and the bearer token on every `POST`.
 
+#![cfg(feature = "daemon")]
+
 mod common;
 
 use std::sync::Arc;

@@ -3,6 +3,8 @@
 //! spellings parse, bad values are clear errors (never a panic); and the real binary started
 //! with the seed's spellings.
 
+#![cfg(feature = "daemon")]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -8,7 +8,7 @@
 //! The libraries come from `$SEQD_CLIENTS_DIR` (`.ci/run` installs them, see
 //! `tests/clients/README.md`); where they or `redis-cli` are missing the cases are skipped
 //! with a warning, unless `SEQD_REQUIRE_CLIENTS=1` (CI) makes that a failure.
-#![cfg(feature = "rocksdb")]
+#![cfg(all(feature = "daemon", feature = "rocksdb"))]
 
 mod common;
 

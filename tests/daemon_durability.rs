@@ -1,6 +1,8 @@
 //! The daemon's durability modes and storage failures, in process (memory and
 //! fault-injecting storage). The RocksDB and kill -9 versions are in `daemon_process.rs`.
 
+#![cfg(feature = "daemon")]
+
 mod common;
 
 use std::collections::HashSet;

@@ -3,6 +3,8 @@
 //! acknowledged is lost, and once storage heals the partition serves again with numbers above
 //! everything it acknowledged.
 
+#![cfg(feature = "daemon")]
+
 mod common;
 
 use std::time::{Duration, Instant};

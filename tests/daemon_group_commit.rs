@@ -2,6 +2,8 @@
 //! batch holds everything committed while the previous write was in flight), and still no
 //! reply leaves before its number is stored.
 
+#![cfg(feature = "daemon")]
+
 mod common;
 
 use std::collections::HashSet;

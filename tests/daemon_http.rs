@@ -1,5 +1,7 @@
 //! The HTTP admin API against a real server, with a real HTTP client (reqwest).
 
+#![cfg(feature = "daemon")]
+
 mod common;
 
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! instead of hanging; and when descriptors run out anyway (here: held by HTTP admin
 //! connections) accepting backs off and logs, without spinning a core, and resumes when they
 //! are freed.
-#![cfg(all(feature = "rocksdb", target_os = "linux"))]
+#![cfg(all(feature = "daemon", feature = "rocksdb", target_os = "linux"))]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! The binary's log on stderr: one JSON object per line with `--log-format json` (level and
 //! message included), human-readable lines by default.
 
+#![cfg(feature = "daemon")]
+
 mod common;
 
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The real `seqd serve` binary on RocksDB: graceful restarts (SIGTERM, SIGINT) and `kill -9` under
 //! load, in both durability modes. Clients record every acknowledged number; none may be
 //! handed out again, and a graceful restart may skip none.
-#![cfg(feature = "rocksdb")]
+#![cfg(all(feature = "daemon", feature = "rocksdb"))]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! The daemon's protocol, end to end: a real server on 127.0.0.1:0, the `redis` crate and raw
 //! TCP as clients. Every command, every error path, pipelining, many connections, limits.
 
+#![cfg(feature = "daemon")]
+
 mod common;
 
 use std::collections::HashMap;

@@ -3,6 +3,8 @@
 //! `HELLO 2 AUTH`, `CLIENT SETNAME/SETINFO`; and an inline request over the argument limit,
 //! which closes only its own connection.
 
+#![cfg(feature = "daemon")]
+
 mod common;
 
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! `redis-cli -p PORT GETSEQ`): `redis-cli` for every command and `redis-benchmark` with a
 //! pipelined load. Both come with Debian's `redis-tools`; where they are missing the test is
 //! skipped with a warning, unless `SEQD_REQUIRE_REDIS_TOOLS=1` (CI) makes that a failure.
-#![cfg(feature = "rocksdb")]
+#![cfg(all(feature = "daemon", feature = "rocksdb"))]
 
 mod common;
 

@@ -3,6 +3,8 @@
 //! `MULTI`/`EXEC`/`DISCARD`, inline quotes, `HELLO ... AUTH` on an authenticated connection,
 //! `INFO`, `DBSIZE`, and the `--max-pending-bytes` bound.
 
+#![cfg(feature = "daemon")]
+
 mod common;
 
 use std::io::{Read, Write};

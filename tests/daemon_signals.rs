@@ -1,7 +1,7 @@
 //! The real `seqd serve` binary and its signals: SIGTERM under load drains and exits 0
 //! without reissuing (or, once the load stopped cleanly, skipping) a number, in both modes;
 //! a second signal right after the first exits at once with status 130.
-#![cfg(feature = "rocksdb")]
+#![cfg(all(feature = "daemon", feature = "rocksdb"))]
 
 mod common;
 

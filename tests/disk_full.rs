@@ -6,7 +6,7 @@
 //!
 //! Needs root (to mount a tmpfs). Elsewhere it is skipped with a message, unless
 //! `SEQD_REQUIRE_TMPFS=1` (CI sets it), which turns "cannot mount" into a failure.
-#![cfg(feature = "rocksdb")]
+#![cfg(all(feature = "daemon", feature = "rocksdb"))]
 
 mod common;
 

@@ -178,6 +178,7 @@ mod rocksdb {
     /// of them is written as one group by the connection thread; every reply is stored when
     /// it arrives, and the numbers are what a fresh instance of the database reads.
     #[test]
+    #[cfg(feature = "daemon")]
     fn the_daemon_writes_a_read_spanning_partitions_as_one_group() {
         use common::daemon::{TestServer, config};
         use seqd::daemon::DurabilityMode;

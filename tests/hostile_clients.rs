@@ -1,6 +1,8 @@
 //! Hostile and broken clients: each gets a clear error or a clean disconnect, and the
 //! clients beside it are served as if nothing happened.
 
+#![cfg(feature = "daemon")]
+
 mod common;
 
 use std::io::{Read, Write};

@@ -132,15 +132,15 @@ impl Partition {
     /// The checkpoint and the generation it belongs to, read consistently (`None` while an
     /// actualization moves the generation on).
     fn durability(&self) -> Option<(PLogOffset, u64)> {
-        let generation = self.seq.current_generation();
+        let generation = self.seq.generation();
         let flushed = self.seq.flushed_offset();
-        (self.seq.current_generation() == generation).then_some((flushed, generation))
+        (self.seq.generation() == generation).then_some((flushed, generation))
     }
 
     /// Drops every lease when an actualization discarded unflushed state since the last
     /// look: their reservations in flight are gone, and offsets are reused after it.
     fn sync_generation(&mut self) {
-        let generation = self.seq.current_generation();
+        let generation = self.seq.generation();
         if generation != self.generation {
             lock(&self.leases).clear();
             self.generation = generation;
@@ -172,7 +172,7 @@ impl Partition {
             // Those sequences resume above their stored reservation: a gap, never a reuse.
             tracing::warn!(partition = self.id.0, error = %e, "could not restore some lease cursors");
         }
-        self.generation = self.seq.current_generation();
+        self.generation = self.seq.generation();
         self.ready.store(true, Ordering::Release);
         tracing::info!(partition = self.id.0, leases = restored, "partition ready");
     }

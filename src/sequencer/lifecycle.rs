@@ -8,10 +8,11 @@ use super::Sequencer;
 use super::state::{Shared, Status};
 use crate::error::{Error, Result};
 
-/// A close in progress: the worker has been told to stop; [`Closing::wait`] waits for it.
-/// Lets a caller that keeps the sequencer behind a lock start the close under the lock and
-/// wait without it.
-pub(crate) struct Closing {
+/// A close in progress, from [`Sequencer::begin_close`]: the worker has been told to stop;
+/// [`Closing::wait`] waits for it. Lets a caller that keeps the sequencer behind a lock start
+/// the close under the lock and wait without it, and close several sequencers at once.
+#[must_use = "the close is complete only when `wait` returns"]
+pub struct Closing {
     shared: Arc<Shared>,
     /// `None` when the sequencer was closed already.
     worker: Option<JoinHandle<()>>,
@@ -33,8 +34,10 @@ impl Sequencer {
     }
 
     /// Tells the worker to write what is pending and stop, by `Options::close_timeout`, and
-    /// returns at once; from now on `start` answers `Busy` (closing).
-    pub(crate) fn begin_close(&mut self) -> Closing {
+    /// returns at once; from now on `start` answers `Busy` (closing). [`Closing::wait`]
+    /// finishes the close as [`close`](Self::close) would; calling it again returns a
+    /// `Closing` that waits for nothing.
+    pub fn begin_close(&mut self) -> Closing {
         let deadline = Instant::now() + self.shared.options.close_timeout;
         let worker = self.worker.take();
         if worker.is_some() {
@@ -55,9 +58,9 @@ impl Sequencer {
 }
 
 impl Closing {
-    /// Waits for the worker to stop. Errors: [`Error::Unpersisted`] with what could not be
-    /// written.
-    pub(crate) fn wait(self) -> Result<()> {
+    /// Waits for the worker to stop, at most until the close's deadline. Errors:
+    /// [`Error::Unpersisted`] with what could not be written.
+    pub fn wait(self) -> Result<()> {
         let Some(worker) = self.worker else {
             return Ok(());
         };

@@ -22,7 +22,7 @@ use rustc_hash::FxHashMap;
 use crate::types::{KindSeqs, Number, PLogOffset, SeqId, WsId, WsKind};
 
 pub use durability::{Committed, DurabilityWatcher};
-pub(crate) use lifecycle::Closing;
+pub use lifecycle::Closing;
 use state::{Shared, Status};
 pub use transaction::Transaction;
 
@@ -340,8 +340,10 @@ impl Sequencer {
         self.request_actualize();
     }
 
-    /// The count of actualizations that discarded state, as `Committed` tickets record it.
-    pub(crate) fn current_generation(&self) -> u64 {
+    /// How many actualizations have discarded state so far, as [`Committed`] tickets record
+    /// it. When it changes, whatever was committed and not yet durable was dropped, and the
+    /// offsets of transactions whose events are not in the PLog will be used again.
+    pub fn generation(&self) -> u64 {
         self.shared.generation.load(Ordering::Acquire)
     }
 

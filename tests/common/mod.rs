@@ -1,10 +1,14 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+#[cfg(feature = "daemon")]
 pub mod bench;
+#[cfg(feature = "daemon")]
 pub mod daemon;
+#[cfg(feature = "daemon")]
 pub mod load;
 pub mod model;
+#[cfg(feature = "daemon")]
 pub mod process;
 
 use std::sync::Arc;
