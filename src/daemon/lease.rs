@@ -33,9 +33,12 @@
 //!
 //! The table of a partition is shared ([`LeaseTable`]) between its worker and the
 //! connections. A connection answers `NEXT` itself, under the table's lock and without a
-//! hop to the worker, when the numbers lie below the lease's `durable_end` (the worker moves
-//! that up only when a reservation's write is durable); it asks the worker for the top-up
-//! with [`Prefetch`](super::partition::Msg::Prefetch). Everything else — new leases,
+//! hop to the worker, when the numbers lie below the lease's `durable_end`. That moves up
+//! only when a reservation's write is durable, as whoever looks first finds: the connection
+//! itself, which reads the sequencer's checkpoint (atomics) while the lease has a
+//! reservation in flight, the partition answering a request, or the worker after flusher
+//! progress. A connection asks the worker for the top-up with
+//! [`Prefetch`](super::partition::Msg::Prefetch). Everything else — new leases,
 //! reservations, numbers still in flight — goes through the partition. No I/O happens under
 //! the lock: reservations are made between two short critical sections.
 

@@ -15,8 +15,8 @@ use crate::error::{Error, Result};
 use crate::flusher::FlushHandle;
 use crate::options::{Options, ProgressHook};
 use crate::sequencer::{DurabilityWatcher, Sequencer};
-use crate::storage::SeqValue;
-use crate::types::{Number, PartitionId, SeqTypes};
+use crate::storage::{SeqValue, StorageLatency};
+use crate::types::{Number, PLogOffset, PartitionId, SeqTypes};
 use crate::util::lock;
 
 /// Messages (status, flush, actualize, prefetch, stop) queued per partition worker before
@@ -40,8 +40,12 @@ struct Handle {
     durable: watch::Receiver<u64>,
     watcher: DurabilityWatcher,
     /// Writes the partition's pending batch on the caller's thread (see
-    /// `io::write_before_sleep`).
+    /// `IoContext::write_before_sleep`).
     flush: FlushHandle,
+    /// Its storage is local ([`StorageLatency::Local`]): event loops may answer its requests
+    /// (reading storage on a cache miss) and write its batches. Otherwise only blocking
+    /// threads call it.
+    local: bool,
     ready: Arc<AtomicBool>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -120,6 +124,7 @@ impl Partitions {
             let leases: LeaseTable =
                 Arc::new(std::sync::Mutex::new(Leases::new(config.max_leases)));
             let storage = backend.partition(PartitionId(p));
+            let local = storage.latency() == StorageLatency::Local;
             let seq = Sequencer::open_named(storage, options, &format!("seqd-flush-{p}"))?;
             let watcher = seq.watcher();
             let flush = seq.flush_handle();
@@ -148,6 +153,7 @@ impl Partitions {
                 durable,
                 watcher,
                 flush,
+                local,
                 ready,
                 thread: std::sync::Mutex::new(Some(thread)),
             });
@@ -203,13 +209,44 @@ impl Partitions {
         })
     }
 
-    /// Answers `batch` on partition `p`, on the caller's thread (see `partition`); the
-    /// replies then wait for durability in [`settle`](Self::settle).
-    pub(crate) fn answer(&self, p: usize, batch: &mut Batch) {
-        match self.handles.get(p) {
-            Some(h) => lock(&h.core).answer(batch),
-            None => batch.fail("BUSY no such partition"),
+    /// Answers `batch` on partition `p` (see `partition`) where its storage allows — the
+    /// replies then wait for durability in [`settle`](Self::settle): on the caller's thread
+    /// when the storage is local (a cache miss reads it under the partition's lock in
+    /// microseconds); on the blocking pool when it is remote, so that an event loop never
+    /// waits for a network round trip.
+    pub(crate) async fn answer_async(&self, p: usize, batch: &mut Batch) {
+        let Some(h) = self.handles.get(p) else {
+            return batch.fail("BUSY no such partition");
+        };
+        if h.local {
+            return lock(&h.core).answer(batch);
         }
+        let core = Arc::clone(&h.core);
+        let reqs = batch.reqs.clone();
+        let mut taken = std::mem::take(batch);
+        match tokio::task::spawn_blocking(move || {
+            lock(&core).answer(&mut taken);
+            taken
+        })
+        .await
+        {
+            Ok(answered) => *batch = answered,
+            Err(_) => {
+                batch.reqs = reqs;
+                batch.fail("ERR internal error: answering the request failed; see the server log");
+            }
+        }
+    }
+
+    /// Partition `p`'s checkpoint and its generation, read from its sequencer's atomics
+    /// ([`DurabilityWatcher::checkpoint`]).
+    pub(crate) fn durability(&self, p: usize) -> Option<(PLogOffset, u64)> {
+        self.handles.get(p)?.watcher.checkpoint()
+    }
+
+    /// Whether partition `p`'s storage is local (see [`StorageLatency`]).
+    pub(crate) fn local(&self, p: usize) -> bool {
+        self.handles.get(p).is_some_and(|h| h.local)
     }
 
     /// A handle that writes partition `p`'s pending batch on the caller's thread.
@@ -269,11 +306,16 @@ impl Partitions {
         let p = self.of(ws);
         let mut batch = Batch::default();
         batch.reqs.push(req);
-        self.answer(p, &mut batch);
+        self.answer_async(p, &mut batch).await;
         if let Some(mut flush) = self.flush_handle(p) {
             // Write what it committed (a lease top-up too, which no reply waits for) now
-            // rather than after CALLER_WRITES. Busy or failed, the worker writes it.
-            let _ = tokio::task::spawn_blocking(move || flush.flush_now()).await;
+            // rather than after CALLER_WRITES. Busy or failed, the worker writes it; a
+            // remote store's batch is always the worker's.
+            if self.local(p) {
+                let _ = tokio::task::spawn_blocking(move || flush.flush_now()).await;
+            } else {
+                flush.flush_soon();
+            }
         }
         if let Some(mut durable) = self.progress(p) {
             self.settle(p, &mut batch, &mut durable).await;

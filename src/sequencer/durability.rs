@@ -51,6 +51,21 @@ impl DurabilityWatcher {
         )
     }
 
+    /// How many actualizations have discarded state so far (see
+    /// [`Sequencer::generation`](crate::Sequencer::generation)).
+    pub fn generation(&self) -> u64 {
+        self.shared.generation.load(Ordering::Acquire)
+    }
+
+    /// The checkpoint and the generation it belongs to, read consistently: every transaction
+    /// of that generation at or below the offset is durable. `None` while an actualization
+    /// moves the generation on (ask again).
+    pub fn checkpoint(&self) -> Option<(PLogOffset, u64)> {
+        let generation = self.generation();
+        let flushed = self.flushed_offset();
+        (self.generation() == generation).then_some((flushed, generation))
+    }
+
     /// The sequencer's state now (e.g. `Actualizing` while it rebuilds after a storage
     /// failure), readable from any thread.
     pub fn state(&self) -> crate::stats::SequencerState {

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{ReplayFn, SeqStorage, SeqValue, StorageError};
+use super::{ReplayFn, SeqStorage, SeqValue, StorageError, StorageLatency};
 use crate::types::{Number, PLogOffset, SeqId, WsId};
 use crate::util::{Rng, lock};
 
@@ -89,6 +89,7 @@ struct Faults {
     crashed: bool,
     writes_until_crash: Option<u64>,
     ambiguous: u64,
+    reported_latency: Option<StorageLatency>,
 }
 
 impl<S: SeqStorage> FaultyStorage<S> {
@@ -108,10 +109,18 @@ impl<S: SeqStorage> FaultyStorage<S> {
                 crashed: false,
                 writes_until_crash: None,
                 ambiguous: 0,
+                reported_latency: None,
             }),
             injected: AtomicU64::new(0),
             calls: AtomicU64::new(0),
         }
+    }
+
+    /// Reports `latency` from [`SeqStorage::latency`] instead of the wrapped storage's: to
+    /// stand in for a network store (with [`set_latency`](Self::set_latency) for its delay).
+    /// Not cleared by [`heal`](Self::heal).
+    pub fn report_latency(&self, latency: StorageLatency) {
+        lock(&self.faults).reported_latency = Some(latency);
     }
 
     /// The wrapped storage.
@@ -343,6 +352,12 @@ impl<S: SeqStorage> SeqStorage for FaultyStorage<S> {
 
     fn shared_log(&self) -> Option<usize> {
         self.inner.shared_log()
+    }
+
+    fn latency(&self) -> StorageLatency {
+        lock(&self.faults)
+            .reported_latency
+            .unwrap_or_else(|| self.inner.latency())
     }
 
     fn read_next_offset(&self) -> Result<PLogOffset, StorageError> {

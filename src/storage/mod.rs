@@ -100,6 +100,28 @@ pub trait SeqStorage: Send + Sync + 'static {
     fn shared_log(&self) -> Option<usize> {
         None
     }
+
+    /// How long its calls take, which decides which threads may make them
+    /// ([`StorageLatency`]). The default is [`StorageLatency::Remote`]: a storage that does
+    /// not say is never called from a thread that serves other work meanwhile.
+    fn latency(&self) -> StorageLatency {
+        StorageLatency::Remote
+    }
+}
+
+/// How long a storage's calls take, as far as where they may be made is concerned
+/// ([`SeqStorage::latency`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StorageLatency {
+    /// Memory or a local disk: a read takes microseconds, a durable write one fsync (tens to
+    /// hundreds of microseconds). A thread serving many clients (the daemon's connection
+    /// threads) may read on a cache miss and write a batch itself before it sleeps: cheaper
+    /// than handing the work to another thread and back.
+    Local,
+    /// A network store: a call takes milliseconds. Only threads that may block make it — the
+    /// sequencer's worker, a blocking pool — never an event loop.
+    Remote,
 }
 
 impl<S: SeqStorage + ?Sized> SeqStorage for Arc<S> {
@@ -131,6 +153,9 @@ impl<S: SeqStorage + ?Sized> SeqStorage for Arc<S> {
     }
     fn shared_log(&self) -> Option<usize> {
         (**self).shared_log()
+    }
+    fn latency(&self) -> StorageLatency {
+        (**self).latency()
     }
 }
 

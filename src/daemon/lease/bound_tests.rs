@@ -111,7 +111,10 @@ impl Model {
                 }
             }
             Op::Serve { key, count } => {
-                if let Served::Number { first, prefetch } = ls.serve_next(k(key), count) {
+                // Connections confirm durable reservations themselves, as `Flush` does.
+                let durable = Some((PLogOffset(self.flushed), 0));
+                if let Served::Number { first, prefetch } = ls.serve_next(k(key), count, || durable)
+                {
                     self.hand_out(k(key), first, count);
                     if prefetch {
                         self.prefetches.push(k(key));

@@ -99,14 +99,28 @@ impl Leases {
         }
     }
 
-    /// A connection's `NEXT`: `count` numbers at once if they are durably reserved.
-    pub(crate) fn serve_next(&mut self, key: Key, count: u64) -> Served {
+    /// A connection's `NEXT`: `count` numbers at once if they are durably reserved. While a
+    /// reservation of the lease is being written, the connection checks the sequencer's
+    /// checkpoint itself (`durability`: the checkpoint and its generation, read from the
+    /// sequencer's atomics, `None` while an actualization moves on), so a top-up is served
+    /// as soon as it is durable, with no hop through the partition's worker.
+    pub(crate) fn serve_next(
+        &mut self,
+        key: Key,
+        count: u64,
+        durability: impl FnOnce() -> Option<(PLogOffset, u64)>,
+    ) -> Served {
         if self.closed {
             return Served::Route;
         }
         let Some(lease) = self.map.get_mut(&key) else {
             return Served::Route;
         };
+        if !lease.unconfirmed.is_empty()
+            && let Some((flushed, generation)) = durability()
+        {
+            lease.prune(flushed, generation);
+        }
         let Some(first) = lease.take_durable(count) else {
             return Served::Route;
         };

@@ -117,7 +117,7 @@ fn evicted_leases_are_parked_resumed_and_saved() {
     );
     ls.prune_pending(PLogOffset(3), 0);
     assert_eq!(
-        ls.serve_next(k(1), 1),
+        ls.serve_next(k(1), 1, || None),
         Served::Number {
             first: 3,
             prefetch: false
@@ -142,7 +142,7 @@ fn a_restored_cursor_is_a_durable_lease() {
     ls.restore(k(5), 9, 9, now);
     assert_eq!(ls.cursors().collect::<Vec<_>>(), vec![(k(4), 5)]);
     assert_eq!(
-        ls.serve_next(k(4), 4),
+        ls.serve_next(k(4), 4, || None),
         Served::Number {
             first: 5,
             prefetch: true
@@ -155,22 +155,42 @@ fn connections_take_only_durably_reserved_numbers() {
     let now = Instant::now();
     let mut ls = Leases::new(8);
     let key = (WsId(7), SeqId(1));
-    assert_eq!(ls.serve_next(key, 1), Served::Route, "no lease yet");
+    assert_eq!(
+        ls.serve_next(key, 1, || None),
+        Served::Route,
+        "no lease yet"
+    );
     assert_eq!(first_next(&mut ls, key, 1, 1, now), Some(Number(1)));
-    assert_eq!(ls.serve_next(key, 1), Served::Route, "still being written");
+    assert_eq!(
+        ls.serve_next(key, 1, || None),
+        Served::Route,
+        "still being written"
+    );
     ls.prune_pending(PLogOffset(1), 1);
-    assert_eq!(ls.serve_next(key, 1), Served::Route, "another generation");
+    assert_eq!(
+        ls.serve_next(key, 1, || None),
+        Served::Route,
+        "another generation"
+    );
     ls.prune_pending(PLogOffset(1), 0);
     let number = |first, prefetch| Served::Number { first, prefetch };
-    assert_eq!(ls.serve_next(key, 4), number(2, false));
-    assert_eq!(ls.serve_next(key, 29), Served::Route, "only 28 left");
-    assert_eq!(ls.serve_next(key, 12), number(6, false));
+    assert_eq!(ls.serve_next(key, 4, || None), number(2, false));
     assert_eq!(
-        ls.serve_next(key, 1),
+        ls.serve_next(key, 29, || None),
+        Served::Route,
+        "only 28 left"
+    );
+    assert_eq!(ls.serve_next(key, 12, || None), number(6, false));
+    assert_eq!(
+        ls.serve_next(key, 1, || None),
         number(18, true),
         "less than half the window left: ask for a top-up"
     );
-    assert_eq!(ls.serve_next(key, 1), number(19, false), "asked once");
+    assert_eq!(
+        ls.serve_next(key, 1, || None),
+        number(19, false),
+        "asked once"
+    );
     assert_eq!(ls.serve_peek(key), Some(20));
     let n = ls.plan_prefetch(key, now).expect("a top-up");
     assert_eq!(
@@ -179,20 +199,57 @@ fn connections_take_only_durably_reserved_numbers() {
         "up to one (doubled) window ahead of the cursor"
     );
     ls.reserved(key, 34, n, ticket(2), 0);
-    assert_eq!(ls.serve_next(key, 14), number(20, false));
+    assert_eq!(ls.serve_next(key, 14, || None), number(20, false));
     assert_eq!(
-        ls.serve_next(key, 1),
+        ls.serve_next(key, 1, || None),
         Served::Route,
         "34 is not durable yet"
     );
     ls.prune_pending(PLogOffset(2), 0);
-    assert_eq!(ls.serve_next(key, 1), number(34, false));
+    assert_eq!(ls.serve_next(key, 1, || None), number(34, false));
     ls.close();
     assert_eq!(
-        ls.serve_next(key, 1),
+        ls.serve_next(key, 1, || None),
         Served::Route,
         "closed: saving cursors"
     );
     assert_eq!(ls.serve_peek(key), None);
     assert_eq!(ls.served, (6, 33));
+}
+
+/// A connection confirms a lease's reservation itself from the sequencer's checkpoint, with
+/// no `prune_pending` by the worker — and never one of another generation.
+#[test]
+fn connections_confirm_durable_reservations_themselves() {
+    let now = Instant::now();
+    let mut ls = Leases::new(8);
+    let key = (WsId(7), SeqId(1));
+    assert_eq!(first_next(&mut ls, key, 1, 1, now), Some(Number(1)));
+    let mut asked = 0;
+    let mut durability = |d| {
+        asked += 1;
+        d
+    };
+    assert_eq!(
+        ls.serve_next(key, 1, || durability(Some((PLogOffset(0), 0)))),
+        Served::Route,
+        "checkpoint below the reservation"
+    );
+    assert_eq!(
+        ls.serve_next(key, 1, || durability(Some((PLogOffset(1), 1)))),
+        Served::Route,
+        "another generation"
+    );
+    assert_eq!(ls.serve_next(key, 1, || durability(None)), Served::Route);
+    let number = |first, prefetch| Served::Number { first, prefetch };
+    assert_eq!(
+        ls.serve_next(key, 1, || durability(Some((PLogOffset(1), 0)))),
+        number(2, false)
+    );
+    assert_eq!(
+        ls.serve_next(key, 1, || durability(Some((PLogOffset(9), 0)))),
+        number(3, false),
+        "nothing left to confirm: not asked"
+    );
+    assert_eq!(asked, 4);
 }

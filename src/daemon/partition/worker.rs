@@ -21,8 +21,10 @@ pub(crate) struct Worker {
     /// Set by the progress hook; cleared by the worker before it looks at durability.
     progress: Arc<AtomicBool>,
     /// Whether the progress hook should wake the worker: while recovering, while a `Flush`
-    /// is parked, and always in lease mode (reservations to confirm). Otherwise, in sync
-    /// mode, progress concerns only the connections waiting for their replies.
+    /// is parked, and always in lease mode (to drop every lease after an actualization and
+    /// confirm reservations no connection has looked at; connections confirm the ones they
+    /// serve from themselves). Otherwise, in sync mode, progress concerns only the
+    /// connections waiting for their replies.
     wants_progress: Arc<AtomicBool>,
 }
 

@@ -30,6 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use super::Shared;
 use super::clients::Registration;
 use super::command::{Command, Sections, parse_command};
+use super::io::IoContext;
 use super::lease::Served;
 use super::partition::{Batch, Reply, Req};
 use super::protocol::{self, Args, Proto, parse_request};
@@ -69,6 +70,8 @@ enum Deferred {
 
 struct Conn {
     shared: Arc<Shared>,
+    /// This connection thread's context: where commits are marked for writing.
+    io: Arc<IoContext>,
     /// Registered in `shared.clients` while the connection lives.
     client: Registration,
     proto: Proto,
@@ -91,6 +94,7 @@ struct Conn {
 /// Serves one client until it quits, breaks the protocol, times out, or the server stops.
 pub(crate) async fn serve_connection(
     shared: Arc<Shared>,
+    io: Arc<IoContext>,
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
     mut stop: watch::Receiver<bool>,
@@ -105,6 +109,7 @@ pub(crate) async fn serve_connection(
     let mut conn = Conn {
         authed: shared.config.auth_token.is_none(),
         shared,
+        io,
         client,
         proto: Proto::Resp2,
         close: false,
@@ -181,7 +186,7 @@ pub(crate) async fn serve_connection(
         };
         match read {
             Ok(0) | Err(_) => break,
-            Ok(_) => super::io::request_read(),
+            Ok(_) => conn.io.request_read(),
         }
     }
     let _ = wr.shutdown().await;
@@ -323,7 +328,8 @@ impl Conn {
         match req {
             Req::Next { ws, seq, count } => {
                 let key = (WsId(ws), SeqId(seq));
-                let served = lock(table).serve_next(key, count);
+                let durability = || self.shared.partitions.durability(p);
+                let served = lock(table).serve_next(key, count, durability);
                 match served {
                     Served::Number { first, prefetch } => {
                         if prefetch {
@@ -354,10 +360,10 @@ impl Conn {
     async fn dispatch(&mut self) {
         for (p, batch) in self.batches.iter_mut().enumerate() {
             if !batch.reqs.is_empty() {
-                self.shared.partitions.answer(p, batch);
+                self.shared.partitions.answer_async(p, batch).await;
                 // Whatever it committed, a reply waits for it or not (a lease top-up made
                 // while answering): this thread writes it before it sleeps.
-                super::io::committed(p);
+                self.io.committed(p);
             }
         }
         for ((p, batch), durable) in self.batches.iter_mut().enumerate().zip(&mut self.progress) {

@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::{ReplayFn, SeqStorage, SeqValue, StorageError};
+use super::{ReplayFn, SeqStorage, SeqValue, StorageError, StorageLatency};
 use crate::types::{Number, PLogOffset, SeqId, WsId};
 use crate::util::prefetch;
 use table::{Cell, Table, home_of};
@@ -158,6 +158,10 @@ impl SeqStorage for MemoryStorage {
         let mut out = Vec::with_capacity(seqs.len());
         self.read(shard_of(ws)).read_into(ws, seqs, &mut out);
         Ok(out)
+    }
+
+    fn latency(&self) -> StorageLatency {
+        StorageLatency::Local
     }
 
     fn prefetch(&self, ws: WsId) {

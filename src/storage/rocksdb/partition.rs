@@ -7,7 +7,7 @@ use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 
 use super::{CF_CHECKPOINT, CF_NUMBERS, CF_PLOG, RocksDbPartition, RocksDbStorage, cf, map_error};
 use crate::storage::codec;
-use crate::storage::{ReplayFn, SeqStorage, SeqValue, StorageError};
+use crate::storage::{ReplayFn, SeqStorage, SeqValue, StorageError, StorageLatency};
 use crate::types::{Number, PLogOffset, PartitionId, SeqId, WsId};
 
 impl RocksDbPartition {
@@ -149,6 +149,10 @@ impl SeqStorage for RocksDbPartition {
 
     fn shared_log(&self) -> Option<usize> {
         Some(Arc::as_ptr(&self.storage.inner) as usize)
+    }
+
+    fn latency(&self) -> StorageLatency {
+        StorageLatency::Local
     }
 
     fn read_next_offset(&self) -> Result<PLogOffset, StorageError> {

@@ -16,25 +16,29 @@
 //!
 //! A thread writes the batches its connections committed itself (sync mode: every `NEXT`;
 //! lease mode: the reservations replies wait for, a sequence's first above all), when it has
-//! answered everything it read ([`write_before_sleep`]), as Redis writes its AOF before it
-//! sleeps. After its last request it keeps polling for `--io-spin-us` before it sleeps
-//! ([`spin`]).
+//! answered everything it read ([`IoContext::write_before_sleep`], its event loop's park
+//! hook), as Redis writes its AOF before it sleeps — if the partition's storage is local; a
+//! remote store's batches are left to the partition's worker. After its last request it keeps
+//! polling for `--io-spin-us` before it sleeps ([`spin`]). Each thread's [`IoContext`] is
+//! passed to its connections and its park hook explicitly.
 //!
 //! Stopping: [`IoThreads::stop`] closes the hand-over channels; each thread then waits up
 //! to [`super::DRAIN`] for its connections (which saw the daemon's stop signal) to finish
 //! the requests they read, aborts what is left, and exits. `stop` joins the threads.
 
-use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::Shared;
 use crate::error::{Error, Result};
-use crate::flusher::FlushHandle;
+
+mod context;
+
+pub(crate) use context::IoContext;
 
 /// A connection on its way to a thread.
 type Handover = (std::net::TcpStream, OwnedSemaphorePermit);
@@ -56,9 +60,12 @@ impl IoThreads {
         let mut senders = Vec::with_capacity(usize::from(n));
         let mut threads = Vec::with_capacity(usize::from(n));
         for i in 0..n {
+            // The thread's context, shared by its connections and its event loop's park hook.
+            let io = IoContext::new(shared);
+            let before_sleep = Arc::clone(&io);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .on_thread_park(write_before_sleep)
+                .on_thread_park(move || before_sleep.write_before_sleep())
                 .build()
                 .map_err(|e| Error::Io {
                     context: format!("cannot start the event loop of connection thread {i}"),
@@ -68,10 +75,7 @@ impl IoThreads {
             let (shared, stop) = (Arc::clone(shared), stop.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("seqd-io-{i}"))
-                .spawn(move || {
-                    install_writers(&shared);
-                    runtime.block_on(serve(shared, rx, stop))
-                })
+                .spawn(move || runtime.block_on(serve(shared, io, rx, stop)))
                 .map_err(|e| Error::Io {
                     context: format!("cannot start connection thread {i}"),
                     source: e,
@@ -119,6 +123,7 @@ impl IoThreads {
 /// then drains them.
 async fn serve(
     shared: Arc<Shared>,
+    io: Arc<IoContext>,
     mut rx: mpsc::UnboundedReceiver<Handover>,
     stop: watch::Receiver<bool>,
 ) {
@@ -127,7 +132,7 @@ async fn serve(
     let (progress, mut background) = relays(&shared);
     let window = Duration::from_micros(shared.config.io_spin_us);
     if !window.is_zero() {
-        background.spawn(spin(window));
+        background.spawn(spin(Arc::clone(&io), window));
     }
     loop {
         tokio::select! {
@@ -139,10 +144,11 @@ async fn serve(
                 let shared = Arc::clone(&shared);
                 let stop = stop.clone();
                 let progress = progress.clone();
+                let io = Arc::clone(&io);
                 shared.metrics.connections.inc();
                 conns.spawn(async move {
                     let _open = OpenConnection(Arc::clone(&shared));
-                    super::server::serve_connection(shared, stream, permit, stop, progress)
+                    super::server::serve_connection(shared, io, stream, permit, stop, progress)
                         .await;
                 });
             }
@@ -181,121 +187,20 @@ fn relays(shared: &Shared) -> (Vec<watch::Receiver<u64>>, JoinSet<()>) {
     (receivers, tasks)
 }
 
-/// Per connection thread: a handle per partition to write its pending batch,
-/// and the partitions this thread's connections committed to since it last wrote.
-struct Writers {
-    handles: Vec<Option<FlushHandle>>,
-    /// Whether any of `marked` is set.
-    any: bool,
-    marked: Vec<bool>,
-}
-
-thread_local! {
-    static WRITERS: RefCell<Option<Writers>> = const { RefCell::new(None) };
-}
-
-fn install_writers(shared: &Shared) {
-    let n = shared.partitions.len();
-    let writers = Writers {
-        handles: (0..n).map(|p| shared.partitions.flush_handle(p)).collect(),
-        any: false,
-        marked: vec![false; n],
-    };
-    WRITERS.with(|w| *w.borrow_mut() = Some(writers));
-}
-
-/// A connection on this thread committed numbers on partition `p`; they are
-/// written when the thread has nothing left to run ([`write_before_sleep`]).
-pub(crate) fn committed(p: usize) {
-    WRITERS.with(|w| {
-        if let Some(w) = w.borrow_mut().as_mut()
-            && let Some(marked) = w.marked.get_mut(p)
-        {
-            *marked = true;
-            w.any = true;
-        }
-    });
-}
-
-/// Runs when the thread's event loop is about to sleep (every connection with input has
-/// been answered): writes each partition's batch its connections committed to, as Redis
-/// writes its AOF before it sleeps. The batch holds everything those reads committed; the
-/// durable write's progress signal then wakes this thread's connections without a
-/// cross-thread hand-over. Batches of several partitions go in one group with one fsync
-/// (`FlushHandle::flush_together`: the partitions share RocksDB's write-ahead log); with
-/// one fsync per partition, two partitions made sync `-P 1` with 100,000 keys 30 % slower
-/// than one. A partition that is already writing (its worker) writes this batch right after
-/// (`FlushNow::Busy`); a failure goes to its worker.
-fn write_before_sleep() {
-    WRITERS.with(|w| {
-        let mut guard = w.borrow_mut();
-        let Some(w) = guard.as_mut() else { return };
-        if !std::mem::take(&mut w.any) {
-            return;
-        }
-        let mut group: Vec<&mut FlushHandle> = w
-            .handles
-            .iter_mut()
-            .zip(w.marked.iter_mut())
-            .filter_map(|(handle, marked)| std::mem::take(marked).then_some(handle.as_mut())?)
-            .collect();
-        match group.as_mut_slice() {
-            [] => {}
-            [one] => {
-                one.flush_now();
-            }
-            all => {
-                FlushHandle::flush_together(all);
-            }
-        }
-    });
-}
-
-/// When a connection on this thread last read a request (`None`: the spinner sleeps), and
-/// what wakes the spinner.
-struct Spin {
-    last_request: Cell<Option<Instant>>,
-    wake: RefCell<Option<Arc<Notify>>>,
-}
-
-thread_local! {
-    static SPIN: Spin = const {
-        Spin {
-            last_request: Cell::new(None),
-            wake: RefCell::new(None),
-        }
-    };
-}
-
-/// A connection on this thread read a request: keep polling for a while ([`spin`]).
-pub(crate) fn request_read() {
-    SPIN.with(|s| {
-        if s.last_request.replace(Some(Instant::now())).is_none()
-            && let Some(wake) = s.wake.borrow().as_ref()
-        {
-            wake.notify_one();
-        }
-    });
-}
-
 /// Keeps the event loop polling for `window` after the last request instead of sleeping in
 /// `epoll_wait`: a task that yields makes the loop poll epoll without blocking before it
 /// runs the task again. Waking a sleeping thread costs tens of microseconds on a virtual
 /// machine, more than a request; at `-P 1` it happened once per request or two. While it
 /// polls it also writes what connections committed (the loop does not reach
-/// [`write_before_sleep`] while a task is runnable). Sleeps when no request came for
-/// `window`, until the next one.
-async fn spin(window: Duration) {
-    let wake = Arc::new(Notify::new());
-    SPIN.with(|s| *s.wake.borrow_mut() = Some(Arc::clone(&wake)));
+/// [`IoContext::write_before_sleep`] while a task is runnable). Sleeps when no request came
+/// for `window`, until the next one.
+async fn spin(io: Arc<IoContext>, window: Duration) {
     loop {
-        let last = SPIN.with(|s| s.last_request.get());
-        if last.is_some_and(|t| t.elapsed() < window) {
-            write_before_sleep();
+        if io.recently_read(window) {
+            io.write_before_sleep();
             tokio::task::yield_now().await;
         } else {
-            SPIN.with(|s| s.last_request.set(None));
-            wake.notified().await;
+            io.next_request().await;
         }
     }
 }
