@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
-use crate::flusher::pause;
 use crate::options::Backoff;
 use crate::sequencer::state::{Counters, Shared, Status, ValueMap};
 use crate::storage::{SeqValue, StorageError};
@@ -77,7 +76,7 @@ pub(crate) fn run(shared: &Shared, backoff: &mut Backoff) -> Result<(), Stopped>
                 if stopping(shared) {
                     return Err(Stopped);
                 }
-                pause(shared, backoff.next_delay());
+                shared.pause(backoff.next_delay());
             }
         }
     };

@@ -16,8 +16,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::flight::{Taken, Writer};
 use super::{record_error, sorted_values, take_batch, written};
+use crate::sequencer::flight::{Taken, Writer};
 use crate::sequencer::state::{Inner, Shared, Status};
 use crate::storage::{SeqValue, StorageError};
 

@@ -10,7 +10,7 @@
 //!
 //! A batch may also be written by the embedder on its own thread ([`FlushHandle`], in
 //! `caller.rs`). Who holds the batch in flight, and who waits for whom, are the two state
-//! types of `flight.rs`: one write in flight at a time, and the worker retries a batch a
+//! types of `sequencer/flight.rs`: one write in flight at a time, and the worker retries a batch a
 //! caller failed to write.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -26,11 +26,10 @@ use crate::storage::{SeqValue, StorageError};
 use crate::types::Number;
 
 mod caller;
-pub(crate) mod flight;
 
+use crate::sequencer::flight::{Taken, WorkerWait, Writer};
 use caller::caller_done;
 pub use caller::{FlushHandle, FlushNow};
-use flight::{Taken, WorkerWait, Writer};
 
 /// What the worker does next.
 enum Job {
@@ -114,7 +113,7 @@ fn next_job(shared: &Shared) -> Job {
             if let Some(due) = inner.due.filter(|&due| due > now && inner.stop.is_none()) {
                 inner.worker = WorkerWait::Lingering;
                 drop(inner);
-                pause(shared, due - now);
+                shared.pause(due - now);
                 inner = shared.lock();
                 inner.worker = WorkerWait::Running;
                 continue;
@@ -213,7 +212,7 @@ fn flush(
             if let Some(d) = stop {
                 delay = delay.min(d.saturating_duration_since(Instant::now()));
             }
-            pause(shared, delay);
+            shared.pause(delay);
         }
         let t0 = Instant::now();
         let result = shared.storage.write_values_and_offset(values, taken.next);
@@ -254,20 +253,4 @@ fn give_up(shared: &Shared, taken: Taken, stopping: bool) -> bool {
     drop(inner);
     shared.notify_progress();
     true
-}
-
-/// Lets `d` pass on the configured clock. `close` and actualization requests cut it short;
-/// commits do not (the worker is not marked idle), so a stream of commits cannot turn a
-/// backoff into a retry storm.
-pub(crate) fn pause(shared: &Shared, d: Duration) {
-    if d.is_zero() {
-        return;
-    }
-    shared.options.clock.pause(d, &mut |d| {
-        let inner = shared.lock();
-        if inner.stop.is_some() || inner.actualize_requested {
-            return;
-        }
-        let _ = shared.work.wait_timeout(inner, d);
-    });
 }

@@ -1,6 +1,7 @@
 //! [`Sequencer`]: one partition's source of numbers.
 
 mod durability;
+pub(crate) mod flight;
 mod lifecycle;
 mod resident;
 pub(crate) mod state;

@@ -9,16 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rustc_hash::FxHashMap;
-
-use crate::flusher::flight::{Flight, WorkerWait};
+pub(crate) use super::flight::ValueMap;
+use super::flight::{Flight, WorkerWait};
 use crate::options::Options;
 use crate::storage::SeqStorage;
 use crate::types::{PLogOffset, SeqId, WsId};
 use crate::util::lock;
-
-/// Committed values not yet durable, by (workspace, sequence): the last number handed out.
-pub(crate) type ValueMap = FxHashMap<(WsId, SeqId), u64>;
 
 /// How many ended generations [`Inner::discards`] remembers for `wait_durable`.
 const DISCARD_HISTORY: usize = 1024;
@@ -93,7 +89,7 @@ pub(crate) struct Inner {
     /// When the worker writes the pending batch (`flush_interval` after its first commit);
     /// `None`: at once.
     pub(crate) due: Option<Instant>,
-    /// The batch taken for writing, if any, and who writes it (`flusher/flight.rs`).
+    /// The batch taken for writing, if any, and who writes it (`sequencer/flight.rs`).
     pub(crate) flight: Flight,
     /// An emptied map kept to swap in for `pending`, so steady state does not allocate.
     pub(crate) spare: ValueMap,
@@ -215,6 +211,22 @@ impl Shared {
     pub(crate) fn recompute_unflushed(&self, inner: &Inner) {
         self.unflushed
             .store(inner.pending.len() + inner.flight.len(), Ordering::Release);
+    }
+
+    /// Lets `d` pass on the configured clock (the worker's backoff and linger). `close` and
+    /// actualization requests cut it short; commits do not (the worker is not marked idle),
+    /// so a stream of commits cannot turn a backoff into a retry storm.
+    pub(crate) fn pause(&self, d: Duration) {
+        if d.is_zero() {
+            return;
+        }
+        self.options.clock.pause(d, &mut |d| {
+            let inner = self.lock();
+            if inner.stop.is_some() || inner.actualize_requested {
+                return;
+            }
+            let _ = self.work.wait_timeout(inner, d);
+        });
     }
 
     /// Wakes every thread waiting on `progress`, and the embedder's hook.

@@ -36,9 +36,9 @@ use tokio::task::JoinSet;
 use super::Shared;
 use crate::error::{Error, Result};
 
-mod context;
+pub(crate) mod context;
 
-pub(crate) use context::IoContext;
+use context::IoContext;
 
 /// A connection on its way to a thread.
 type Handover = (std::net::TcpStream, OwnedSemaphorePermit);

@@ -30,7 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use super::Shared;
 use super::clients::Registration;
 use super::command::{Command, Sections, parse_command};
-use super::io::IoContext;
+use super::io::context::IoContext;
 use super::lease::Served;
 use super::partition::{Batch, Reply, Req};
 use super::protocol::{self, Args, Proto, parse_request};

@@ -23,19 +23,24 @@
 //! Every transition is a method that checks (`debug_assert!`) the state it leaves; nothing
 //! else changes the state. The single-writer rule is `take` from `Idle` only.
 //!
-//! [`FlushHandle`]: super::FlushHandle
+//! [`FlushHandle`]: crate::FlushHandle
 
 use std::sync::Arc;
 
-use crate::sequencer::state::ValueMap;
+use rustc_hash::FxHashMap;
+
 use crate::types::{PLogOffset, SeqId, WsId};
+
+/// Committed values not yet durable, by (workspace, sequence): the last number handed out.
+/// `Inner::pending` is one; a taken batch is another.
+pub(crate) type ValueMap = FxHashMap<(WsId, SeqId), u64>;
 
 /// Who writes a taken batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Writer {
     /// The sequencer's background worker.
     Worker,
-    /// A [`FlushHandle`](super::FlushHandle) on the embedder's thread.
+    /// A [`FlushHandle`](crate::FlushHandle) on the embedder's thread.
     Caller,
 }
 
