@@ -54,7 +54,7 @@ pub struct RocksDbOptions {
     /// write inserts each of its keys into the memtable, a skip list holding every version
     /// written since the last flush; at 32 MiB (about 700,000 versions) that insert was 40 %
     /// of the daemon's CPU with 100,000 random keys, at 4 MiB it stays shallow and mostly in
-    /// the CPU cache (`BENCHMARKS.md`, session 7). Raise it for write bursts of many
+    /// the CPU cache (`BENCHMARKS.md`, 4651d37). Raise it for write bursts of many
     /// distinct keys that should not flush more than a few times per second.
     pub write_buffer_bytes: usize,
     /// Total write-ahead log size that forces memtable flushes. Default: 256 MiB.
