@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::storage::StorageError;
-use crate::types::{Number, PLogOffset, SeqId, WsId, WsKind};
+use crate::types::{Number, PLogOffset, PartitionId, SeqId, WsId, WsKind};
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -113,8 +113,19 @@ pub enum Error {
     #[error("sequencer poisoned: its background worker panicked ({0}); close it and reopen")]
     Poisoned(String),
 
-    /// A task run on a blocking thread (opening storage, reading the lease cursors) panicked.
-    /// A bug: the message says where; report it.
+    /// One partition of the daemon failed (its flush, its close, its worker): `source` says
+    /// how, and what to do.
+    #[error("partition {partition}: {source}")]
+    Partition {
+        /// The partition.
+        partition: PartitionId,
+        /// What it failed with.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// A task run on another thread (opening storage, reading the lease cursors, a
+    /// partition's worker) panicked. A bug: the message says where; report it.
     #[error("{context} panicked: {message}; this is a bug in seqd, please report it")]
     Panicked {
         /// What the task was doing.
@@ -131,6 +142,7 @@ impl Error {
         match self {
             Error::Busy { .. } | Error::Timeout { .. } => true,
             Error::Storage(e) => e.is_retryable(),
+            Error::Partition { source, .. } => source.is_retryable(),
             _ => false,
         }
     }

@@ -381,9 +381,12 @@ fn regression_give_up_keeps_the_failed_batch_visible_to_the_open_transaction() {
     let (_, a2, _, _) = command(&mut seq, &mem, 1, 1); // in the doomed batch
     assert_eq!(a2.0, a1.0 + 1);
     command(&mut seq, &mem, 2, 1); // evicts workspace 1
+    let watcher = seq.watcher();
     let mut tx = start(&mut seq, 1); // open before the give-up
-    eventually("the flusher gives up", || storage.injected() >= 1);
-    std::thread::sleep(Duration::from_millis(20));
+    // The give-up marks the sequencer Actualizing; the actualizer then waits for `tx`.
+    eventually("the flusher gives up", || {
+        watcher.state() == SequencerState::Actualizing
+    });
     let a3 = tx.next(ID).unwrap();
     assert_eq!(
         a3.0,

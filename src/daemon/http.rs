@@ -238,7 +238,7 @@ async fn flush(State(shared): State<Arc<Shared>>) -> Response {
         Ok(offsets) => {
             Json(json!({ "flushed": true, "checkpoint_offsets": offsets })).into_response()
         }
-        Err(msg) => unavailable(&shared, msg),
+        Err(e) => unavailable(&shared, e.to_string()),
     }
 }
 

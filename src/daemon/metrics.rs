@@ -1,7 +1,9 @@
-//! Prometheus metrics (`GET /metrics`): the daemon's own counters, kept as atomics, and each
-//! partition's sequencer statistics, collected at scrape time.
-
-use std::sync::{Arc, Mutex};
+//! Prometheus metrics (`GET /metrics`): every series the daemon exports is declared in this
+//! file — the daemon's own counters (kept as atomics in [`Metrics`]) and the per-partition
+//! series ([`COUNTERS`], [`GAUGES`]: one line each, reading a field of the partition's
+//! [`PartitionStatus`], which `/v1/status` shows too). A scrape collects the partitions'
+//! statuses and encodes them with a collector of its own: concurrent scrapes share nothing
+//! mutable.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -11,7 +13,6 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 
 use super::status::PartitionStatus;
-use crate::util::lock;
 
 type Labels = [(&'static str, &'static str); 1];
 
@@ -55,8 +56,6 @@ pub(crate) struct Metrics {
     pub(crate) connections_rejected: Counter,
     pub(crate) http_requests: Counter,
     pub(crate) pending_refusals: Counter,
-    /// The partitions' statuses of the scrape in progress.
-    snapshot: Arc<Mutex<Vec<PartitionStatus>>>,
 }
 
 impl Metrics {
@@ -109,10 +108,6 @@ impl Metrics {
             "Open protocol connections",
             connections.clone(),
         );
-        let snapshot = Arc::new(Mutex::new(Vec::new()));
-        registry.register_collector(Box::new(PartitionCollector {
-            snapshot: Arc::clone(&snapshot),
-        }));
         Metrics {
             registry,
             next,
@@ -126,7 +121,6 @@ impl Metrics {
             connections_rejected,
             http_requests,
             pending_refusals,
-            snapshot,
         }
     }
 
@@ -165,13 +159,17 @@ impl Metrics {
         self.busy.inc();
     }
 
-    /// The Prometheus text exposition, with the partitions as of `statuses`.
+    /// The Prometheus text exposition, with the partitions as of `statuses` (this scrape's
+    /// own: nothing is kept between scrapes).
     pub(crate) fn render(&self, statuses: Vec<PartitionStatus>) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
+        let mut partitions = Registry::default();
+        partitions.register_collector(Box::new(PartitionCollector { statuses }));
         let mut out = String::new();
-        let mut snap = lock(&self.snapshot);
-        *snap = statuses;
-        drop(snap);
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        let encoded = encode_registry(&mut out, &self.registry)
+            .and_then(|()| encode_registry(&mut out, &partitions))
+            .and_then(|()| encode_eof(&mut out));
+        if encoded.is_err() {
             out.clear();
             out.push_str("# encoding metrics failed\n");
         }
@@ -179,13 +177,15 @@ impl Metrics {
     }
 }
 
+/// One scrape's partition series.
 #[derive(Debug)]
 struct PartitionCollector {
-    snapshot: Arc<Mutex<Vec<PartitionStatus>>>,
+    statuses: Vec<PartitionStatus>,
 }
 
 type Field = fn(&PartitionStatus) -> u64;
 
+/// The per-partition counters: (name, help, the status field it reads).
 const COUNTERS: &[(&str, &str, Field)] = &[
     ("seqd_numbers_issued", "Numbers handed out", |s| {
         s.numbers_issued
@@ -238,6 +238,7 @@ const COUNTERS: &[(&str, &str, Field)] = &[
     ),
 ];
 
+/// The per-partition gauges: (name, help, the status field it reads).
 const GAUGES: &[(&str, &str, Field)] = &[
     ("seqd_unflushed", "Values committed, not yet durable", |s| {
         s.unflushed as u64
@@ -282,7 +283,7 @@ const GAUGES: &[(&str, &str, Field)] = &[
 
 impl Collector for PartitionCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let snap = lock(&self.snapshot);
+        let snap = &self.statuses;
         for (name, help, field) in COUNTERS {
             let mut family = encoder.encode_descriptor(
                 name,

@@ -29,7 +29,6 @@ mod batch;
 mod leased;
 mod worker;
 
-use batch::discarded;
 pub(crate) use batch::{Batch, Reply, Req};
 pub(crate) use worker::Worker;
 
@@ -52,7 +51,7 @@ pub(crate) enum Msg {
     /// Report state and counters.
     Status(oneshot::Sender<PartitionStatus>),
     /// Answer once everything handed out so far is durable: the flushed offset, or why not.
-    Flush(oneshot::Sender<Result<PLogOffset, String>>),
+    Flush(oneshot::Sender<Result<PLogOffset, Error>>),
     /// Discard unflushed state and rebuild from storage.
     Actualize(oneshot::Sender<()>),
     /// Lease mode: a connection left less than half a window in this sequence's lease; top
@@ -66,11 +65,11 @@ pub(crate) enum Msg {
 #[derive(Debug, Default)]
 pub(crate) struct StopReport {
     pub(crate) cursors: Vec<SeqValue>,
-    pub(crate) close_error: Option<String>,
+    pub(crate) close_error: Option<Error>,
 }
 
 /// A `Flush` waiting for the commit it names to become durable.
-type ParkedFlush = (Committed, oneshot::Sender<Result<PLogOffset, String>>);
+type ParkedFlush = (Committed, oneshot::Sender<Result<PLogOffset, Error>>);
 
 /// A partition's sequencer and the state around it. Shared as [`Core`].
 pub(crate) struct Partition {
@@ -268,7 +267,7 @@ impl Partition {
                     i += 1;
                     continue;
                 }
-                Err(_) => Err(discarded()),
+                Err(e) => Err(e),
             };
             let (_, tx) = self.parked.swap_remove(i);
             let _ = tx.send(answer);
@@ -297,7 +296,9 @@ impl Partition {
     fn begin_stop(&mut self) -> (Vec<SeqValue>, Closing) {
         self.on_progress();
         for (_, tx) in self.parked.drain(..) {
-            let _ = tx.send(Err("the server is shutting down".into()));
+            let _ = tx.send(Err(Error::Busy {
+                reason: BusyReason::Closing,
+            }));
         }
         let mut leases = lock(&self.leases);
         leases.close();

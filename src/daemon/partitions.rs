@@ -11,7 +11,7 @@ use super::lease::{Key, LeaseTable, Leases};
 use super::partition::{Batch, Core, KIND, Msg, Partition, Reply, Req, Worker};
 use super::status::{PartitionStatus, not_ready_because};
 use super::store::Backend;
-use crate::error::{Error, Result};
+use crate::error::{BusyReason, Error, Result};
 use crate::flusher::FlushHandle;
 use crate::options::{Options, ProgressHook};
 use crate::sequencer::{DurabilityWatcher, Sequencer};
@@ -59,7 +59,8 @@ pub(crate) struct Partitions {
 #[derive(Debug, Default)]
 pub(crate) struct Stopped {
     pub(crate) cursors: Vec<SeqValue>,
-    pub(crate) close_errors: Vec<String>,
+    /// Each an [`Error::Partition`].
+    pub(crate) close_errors: Vec<Error>,
 }
 
 impl Partitions {
@@ -344,14 +345,18 @@ impl Partitions {
         out
     }
 
-    /// Waits until everything handed out so far is durable; the checkpoint offsets.
-    pub(crate) async fn flush(&self) -> std::result::Result<Vec<u64>, String> {
+    /// Waits until everything handed out so far is durable; the checkpoint offsets. Errors:
+    /// [`Error::Partition`] with what that partition's flush met (discarded by an
+    /// actualization, the server stopping).
+    pub(crate) async fn flush(&self) -> Result<Vec<u64>> {
         let mut out = Vec::with_capacity(self.len());
         for p in 0..self.len() {
-            match self.ask(p, Msg::Flush).await {
-                Some(Ok(offset)) => out.push(offset.0),
-                Some(Err(e)) => return Err(format!("partition {p}: {e}")),
-                None => return Err("the server is shutting down".into()),
+            let answer = self.ask(p, Msg::Flush).await.unwrap_or(Err(Error::Busy {
+                reason: BusyReason::Closing,
+            }));
+            match answer {
+                Ok(offset) => out.push(offset.0),
+                Err(e) => return Err(partition_error(p, e)),
             }
         }
         Ok(out)
@@ -368,16 +373,18 @@ impl Partitions {
     pub(crate) async fn stop(&self) -> Stopped {
         let mut stopped = Stopped::default();
         let mut reports = Vec::with_capacity(self.handles.len());
-        for h in &self.handles {
+        for (p, h) in self.handles.iter().enumerate() {
             let (tx, rx) = oneshot::channel();
             if h.tx.send(Msg::Stop(tx)).await.is_ok() {
-                reports.push(rx);
+                reports.push((p, rx));
             }
         }
-        for rx in reports {
+        for (p, rx) in reports {
             if let Ok(report) = rx.await {
                 stopped.cursors.extend(report.cursors);
-                stopped.close_errors.extend(report.close_error);
+                stopped
+                    .close_errors
+                    .extend(report.close_error.map(|e| partition_error(p, e)));
             }
         }
         for (p, h) in self.handles.iter().enumerate() {
@@ -385,12 +392,22 @@ impl Partitions {
             if let Some(t) = thread {
                 let joined = tokio::task::spawn_blocking(move || t.join()).await;
                 if !matches!(joined, Ok(Ok(_))) {
-                    stopped
-                        .close_errors
-                        .push(format!("partition {p}: the worker thread panicked"));
+                    let panicked = Error::Panicked {
+                        context: "the worker thread".into(),
+                        message: "see the log".into(),
+                    };
+                    stopped.close_errors.push(partition_error(p, panicked));
                 }
             }
         }
         stopped
+    }
+}
+
+/// `e`, as partition `p`'s.
+fn partition_error(p: usize, e: Error) -> Error {
+    Error::Partition {
+        partition: PartitionId(u16::try_from(p).unwrap_or(u16::MAX)),
+        source: Box::new(e),
     }
 }

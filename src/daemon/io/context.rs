@@ -81,9 +81,11 @@ impl IoContext {
     /// its partition's worker, asked to write it now (`flush_soon`): an event loop never waits
     /// for a network round trip.
     pub(crate) fn write_before_sleep(&self) {
-        if !self.any.swap(false, Ordering::Relaxed) {
+        // A plain load first: the spinner calls this between every two polls.
+        if !self.any.load(Ordering::Relaxed) {
             return;
         }
+        self.any.store(false, Ordering::Relaxed);
         let mut writers = lock(&self.writers);
         let mut group: Vec<&mut FlushHandle> = Vec::new();
         for (w, marked) in writers.iter_mut().zip(&self.marked) {

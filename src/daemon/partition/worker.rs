@@ -108,7 +108,7 @@ fn stop(core: &Core) -> StopReport {
         let _ = watcher.wait_durable(c, Duration::from_secs(5));
     }
     let (cursors, closing) = lock(core).begin_stop();
-    let close_error = closing.wait().err().map(|e| e.to_string());
+    let close_error = closing.wait().err();
     StopReport {
         cursors,
         close_error,
