@@ -37,8 +37,8 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-start_seqd() { # name bin -> prints its port
-  local port admin
+start_seqd() { # name bin -> sets `port` (not a command substitution: `pids` must see the pid)
+  local admin
   port=$(free_port); admin=$(free_port)
   SEQD_LOG=warn "$2" serve --host 127.0.0.1 --port "$port" --admin-port "$admin" \
     --durability "$mode" --data-dir "$work/$1" >"$work/$1.log" 2>&1 &
@@ -47,10 +47,9 @@ start_seqd() { # name bin -> prints its port
     curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null && break
     sleep 0.1
   done
-  echo "$port"
 }
-a_port=$(start_seqd a "$a_bin")
-b_port=$(start_seqd b "$b_bin")
+start_seqd a "$a_bin"; a_port=$port
+start_seqd b "$b_bin"; b_port=$port
 r_port=$(free_port)
 redis-server --bind 127.0.0.1 --port "$r_port" --save '' --appendonly yes \
   --appendfsync "$fsync" --dir "$work" --daemonize no --logfile "$work/redis.log" &

@@ -1,7 +1,8 @@
 //! `Sequencer` over `FaultyStorage<MemoryStorage>`, driven by an operation sequence decoded from
-//! the input and compared after every step with a plain model: a compact port of the proptest
-//! harness in `tests/common/model.rs` (the fuzz crate cannot import `tests/`), plus an open
-//! workspace kind, `peek`, operator `actualize`, more fault kinds and out-of-range arguments.
+//! the input and compared after every step with the reference model (`seqd-model`, which the
+//! proptest harness in `tests/common/model.rs` uses too). Beyond that harness's operations: an
+//! open workspace kind, `peek`, operator `actualize`, more fault kinds and out-of-range
+//! arguments.
 //!
 //! The application is simulated faithfully: a transaction's event is appended to the PLog
 //! before `flush`; a failed append (its offset is taken) means `actualize`. So after any
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
+use seqd_model::{Model, take};
 use seqd::storage::{FaultOps, FaultyStorage, MemoryStorage, SeqStorage, SeqValue};
 use seqd::{
     BusyReason, Clock, Error, ManualClock, Number, Options, PLogOffset, RetryPolicy, SeqId,
@@ -272,73 +274,8 @@ fn seq_of(ws: usize, i: usize) -> (SeqId, Option<u64>) {
     }
 }
 
-/// The first of `count` numbers after `last` for a sequence starting at `initial`, and the
-/// last of them; `None` when that passes `u64::MAX` (I4, I9).
-fn take(last: u64, initial: u64, count: u64) -> Option<(u64, u64)> {
-    let first = last.checked_add(1)?.max(initial);
-    Some((first, first.checked_add(count.checked_sub(1)?)?))
-}
-
 /// A key of the model: (workspace, sequence).
 type Key = (u64, u16);
-
-/// The plain model the sequencer is compared with.
-#[derive(Default)]
-struct Model {
-    /// The truth: max number per key over every PLog event.
-    plog_max: HashMap<Key, u64>,
-    plog_last: u64,
-    /// What the sequencer should believe: the truth as of its last actualization, plus its
-    /// own commits since.
-    view: HashMap<Key, u64>,
-    expected_offset: u64,
-    /// A foreign event landed since the last actualization.
-    foreign_pending: bool,
-    /// Every PLog event: (offset, [(key, number)]).
-    events: Vec<(u64, Vec<(Key, u64)>)>,
-}
-
-impl Model {
-    /// The sequencer discarded its state: from now on it believes the PLog.
-    fn actualized(&mut self) {
-        self.actualized_at(self.plog_last + 1);
-    }
-
-    /// The sequencer actualized on its own (the flusher gave up) while foreign events were
-    /// landing, and its replay read the PLog up to `base`.
-    fn actualized_at(&mut self, base: u64) {
-        self.view.clear();
-        for (_, values) in self.events.iter().filter(|(o, _)| *o < base) {
-            for &(key, n) in values {
-                let m = self.view.entry(key).or_insert(0);
-                *m = (*m).max(n);
-            }
-        }
-        self.expected_offset = base;
-        self.foreign_pending = base <= self.plog_last;
-    }
-
-    /// The sequencer's offset is `offset` although the model expected another: legitimate
-    /// only if the flusher gave up and actualized on its own while foreign events were
-    /// landing, picking them up to `offset`. Only then does its view differ from ours.
-    fn resync(&mut self, offset: u64) {
-        if self.foreign_pending
-            && offset != self.expected_offset
-            && (self.expected_offset..=self.plog_last + 1).contains(&offset)
-        {
-            self.actualized_at(offset);
-        }
-    }
-
-    fn logged(&mut self, offset: u64, values: Vec<(Key, u64)>) {
-        for &(key, n) in &values {
-            let m = self.plog_max.entry(key).or_insert(0);
-            *m = (*m).max(n);
-        }
-        self.plog_last = offset;
-        self.events.push((offset, values));
-    }
-}
 
 struct Harness {
     /// The "disk" and the application's PLog: survives crashes.
@@ -347,7 +284,7 @@ struct Harness {
     seq: Option<Sequencer>,
     faults: Faults,
     crash_armed: bool,
-    model: Model,
+    model: Model<Key>,
     manual_clock: bool,
     flush_now: bool,
 }
@@ -362,10 +299,7 @@ impl Harness {
             seq: None,
             faults: Faults::None,
             crash_armed: false,
-            model: Model {
-                expected_offset: 1,
-                ..Model::default()
-            },
+            model: Model::new(),
             manual_clock,
             flush_now,
         };
@@ -443,7 +377,7 @@ impl Harness {
             Op::Foreign { ws, seq, number } => {
                 let (seq_id, _) = seq_of(*ws, *seq);
                 let ws = WORKSPACES[*ws];
-                let offset = self.model.plog_last + 1;
+                let offset = self.model.plog_last() + 1;
                 let v = SeqValue {
                     ws: WsId(ws),
                     seq: seq_id,
@@ -452,8 +386,7 @@ impl Harness {
                 self.mem
                     .append(PLogOffset(offset), &[v])
                     .expect("foreign append");
-                self.model.logged(offset, vec![((ws, seq_id.0), *number)]);
-                self.model.foreign_pending = true;
+                self.model.foreign(vec![((ws, seq_id.0), *number)]);
             }
             Op::Sync => self.sync(),
             Op::Actualize => {
@@ -501,7 +434,7 @@ impl Harness {
         };
         let offset = tx.offset().0;
         self.model.resync(offset);
-        assert_eq!(offset, self.model.expected_offset, "I5: offset");
+        assert_eq!(offset, self.model.expected_offset(), "I5: offset");
         let mut mine: BTreeMap<Key, u64> = BTreeMap::new();
         for step in steps {
             let (seq_id, initial) = seq_of(wsi, step.seq);
@@ -509,7 +442,7 @@ impl Harness {
             let last = mine
                 .get(&key)
                 .copied()
-                .unwrap_or_else(|| self.model.view.get(&key).copied().unwrap_or(0));
+                .unwrap_or_else(|| self.model.last(&key));
             let (result, n) = match step.how {
                 How::Next => (tx.next(seq_id), 1),
                 How::NextN(n) => (tx.next_n(seq_id, n), n),
@@ -551,7 +484,7 @@ impl Harness {
                 if self.mem.append(tx.offset(), &values).is_err() {
                     // The offset is taken (a foreign event): the application actualizes.
                     assert!(
-                        self.model.foreign_pending,
+                        self.model.foreign_pending(),
                         "append at {offset} failed without a foreign event"
                     );
                     tx.actualize();
@@ -559,17 +492,8 @@ impl Harness {
                     return;
                 }
                 let _committed = tx.flush();
-                for (&key, &l) in &mine {
-                    let prior = self.model.plog_max.get(&key).copied().unwrap_or(0);
-                    assert!(
-                        l > prior,
-                        "I1/I2: {l} handed out for {key:?} after {prior} was committed"
-                    );
-                    self.model.view.insert(key, l);
-                }
                 self.model
-                    .logged(offset, mine.iter().map(|(&k, &l)| (k, l)).collect());
-                self.model.expected_offset = offset + 1;
+                    .committed(offset, mine.iter().map(|(&k, &l)| (k, l)).collect());
             }
             End::Actualize => {
                 tx.actualize();
@@ -601,9 +525,9 @@ impl Harness {
             (Err(Error::Storage(_)), _) if faults_on => {}
             // The flusher may have given up and picked up foreign events on its own: the
             // model cannot tell which (`tx` learns it from the offset).
-            (_, _) if self.model.foreign_pending => {}
+            (_, _) if self.model.foreign_pending() => {}
             (got, Some(initial)) => {
-                let last = self.model.view.get(&(ws, seq_id.0)).copied().unwrap_or(0);
+                let last = self.model.last(&(ws, seq_id.0));
                 match (got, take(last, initial, 1)) {
                     (Ok(n), Some((f, _))) => assert_eq!(n.0, f, "{what}"),
                     (Err(Error::Exhausted { .. }), None) => {}
@@ -633,16 +557,16 @@ impl Harness {
         if self.faults_on() {
             return;
         }
-        let expected = self.model.expected_offset;
+        let expected = self.model.expected_offset();
         let seq = self.seq();
         seq.wait_ready(MUST).expect("ready without faults");
         if let Err(e) = seq.wait_flushed(PLogOffset(expected - 1), MUST) {
             panic!("not durable without faults: {e}: {:?}", seq.stats());
         }
-        if self.model.foreign_pending {
+        if self.model.foreign_pending() {
             return;
         }
-        for (&(ws, s), &n) in &self.model.view {
+        for (&(ws, s), &n) in self.model.view() {
             let stored = self.mem.read_numbers(WsId(ws), &[SeqId(s)]).expect("read")[0];
             assert_eq!(stored.0, n, "durable number of ws {ws} seq {s}");
         }
@@ -656,7 +580,7 @@ impl Harness {
         // I6: the checkpoint never runs ahead of the values it covers.
         let checkpoint = self.mem.read_next_offset().expect("read checkpoint");
         assert!(
-            checkpoint.0 <= self.model.plog_last + 1,
+            checkpoint.0 <= self.model.plog_last() + 1,
             "checkpoint {checkpoint} beyond the PLog"
         );
         let mut covered: HashMap<(WsId, SeqId), u64> = HashMap::new();
@@ -697,12 +621,7 @@ impl Harness {
                 let (seq_id, Some(initial)) = seq_of(wsi, i) else {
                     continue;
                 };
-                let last = self
-                    .model
-                    .plog_max
-                    .get(&(ws, seq_id.0))
-                    .copied()
-                    .unwrap_or(0);
+                let last = self.model.logged_max(&(ws, seq_id.0));
                 match (
                     seq.peek(kind_of(wsi), WsId(ws), seq_id),
                     take(last, initial, 1),
@@ -718,7 +637,7 @@ impl Harness {
             }
         }
         let next = seq.next_offset().0;
-        assert_eq!(next, self.model.plog_last + 1, "I5: offset after reopen");
+        assert_eq!(next, self.model.plog_last() + 1, "I5: offset after reopen");
         self.seq.take().expect("open").close().expect("clean close");
     }
 }

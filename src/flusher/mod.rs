@@ -56,10 +56,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String) -> std::io::Result<JoinHa
             shared.set_status(Status::Poisoned);
         }
         if inner.lost.is_none() {
-            let values = inner.pending.len() + inner.flight.len();
-            if values > 0 || inner.pending_next.is_some() {
-                inner.lost = Some((values, inner.durable_next));
-            }
+            inner.lost = inner.unpersisted();
         }
         inner.worker_done = true;
         drop(inner);
@@ -243,8 +240,7 @@ fn give_up(shared: &Shared, taken: Taken, stopping: bool) -> bool {
     let mut inner = shared.lock();
     inner.flight.give_up();
     if stopping {
-        let values = inner.flight.len() + inner.pending.len();
-        inner.lost = Some((values, inner.durable_next));
+        inner.lost = inner.unpersisted();
         return false;
     }
     Counters::add(&shared.counters.flush_give_ups, 1);

@@ -71,7 +71,10 @@ pub(crate) enum Flight {
     },
     /// The worker gave the batch up; it stays reachable until the actualizer discards it
     /// (a transaction open now may still miss its cache and must find these numbers).
-    GivenUp { batch: Arc<ValueMap> },
+    GivenUp {
+        batch: Arc<ValueMap>,
+        next: PLogOffset,
+    },
 }
 
 impl Flight {
@@ -102,7 +105,17 @@ impl Flight {
             Flight::Idle => None,
             Flight::Writing { batch, .. }
             | Flight::HandedOver { batch, .. }
-            | Flight::GivenUp { batch } => Some(batch),
+            | Flight::GivenUp { batch, .. } => Some(batch),
+        }
+    }
+
+    /// The checkpoint the taken batch would make durable, whatever its state.
+    pub(crate) fn next(&self) -> Option<PLogOffset> {
+        match self {
+            Flight::Idle => None,
+            Flight::Writing { next, .. }
+            | Flight::HandedOver { next, .. }
+            | Flight::GivenUp { next, .. } => Some(*next),
         }
     }
 
@@ -190,9 +203,9 @@ impl Flight {
         match std::mem::take(self) {
             Flight::Writing {
                 batch,
+                next,
                 by: Writer::Worker,
-                ..
-            } => *self = Flight::GivenUp { batch },
+            } => *self = Flight::GivenUp { batch, next },
             other => {
                 debug_assert!(false, "give_up in {other:?}");
                 *self = other;

@@ -84,8 +84,7 @@ impl Closing {
         let lost = if done {
             inner.lost
         } else {
-            let values = inner.pending.len() + inner.flight.len();
-            (values > 0 || inner.pending_next.is_some()).then_some((values, inner.durable_next))
+            inner.unpersisted()
         };
         drop(inner);
         if done {

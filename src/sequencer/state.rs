@@ -120,6 +120,19 @@ impl Inner {
             .or_else(|| self.flight.get(key))
             .copied()
     }
+
+    /// What is committed and not durable, for `Error::Unpersisted`: the distinct values, and
+    /// the first offset not covered by the checkpoint. `None` when nothing is: no value, and
+    /// no transaction past the checkpoint (a batch that would only rewrite the checkpoint
+    /// where it is, as the probe after a failed write does, loses nothing).
+    pub(crate) fn unpersisted(&self) -> Option<(usize, PLogOffset)> {
+        let values = self.pending.len() + self.flight.len();
+        let beyond = [self.pending_next, self.flight.next()]
+            .into_iter()
+            .flatten()
+            .any(|next| next > self.durable_next);
+        (values > 0 || beyond).then_some((values, self.durable_next))
+    }
 }
 
 impl Shared {
@@ -277,5 +290,37 @@ impl Counters {
         self.max_flush_ns.fetch_max(ns, Ordering::Relaxed);
         self.largest_batch
             .fetch_max(values as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sequencer::flight::Writer;
+    use crate::storage::MemoryStorage;
+
+    #[test]
+    fn only_what_is_past_the_checkpoint_is_unpersisted() {
+        let shared = Shared::new(Arc::new(MemoryStorage::new()), Options::default());
+        let mut inner = shared.lock();
+        inner.durable_next = PLogOffset(5);
+        assert_eq!(inner.unpersisted(), None);
+        // The probe after a failed write: the checkpoint again, where it is.
+        inner.pending_next = Some(PLogOffset(5));
+        assert_eq!(inner.unpersisted(), None);
+        let probe = inner
+            .flight
+            .take(ValueMap::default(), PLogOffset(5), Writer::Worker);
+        inner.pending_next = None;
+        drop(probe);
+        inner.flight.give_up();
+        assert_eq!(inner.unpersisted(), None, "a given-up probe loses nothing");
+        inner.flight.discard();
+        // A transaction without numbers, committed at offset 5.
+        inner.pending_next = Some(PLogOffset(6));
+        assert_eq!(inner.unpersisted(), Some((0, PLogOffset(5))));
+        inner.pending_next = None;
+        inner.pending.insert((WsId(1), SeqId(1)), 7);
+        assert_eq!(inner.unpersisted(), Some((1, PLogOffset(5))));
     }
 }

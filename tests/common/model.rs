@@ -16,6 +16,7 @@ use seqd::{
     Error, FlushNow, Number, Options, PLogOffset, RetryPolicy, SeqId, SeqTypes, Sequencer, WsId,
     WsKind,
 };
+use seqd_model::{Model, take};
 
 pub const KIND: WsKind = WsKind(7);
 /// (sequence, initial value): a plain one, one starting high, one about to run out.
@@ -153,58 +154,12 @@ pub struct Harness<B: Backend> {
     seq: Option<Sequencer>,
     faults: Faults,
     crash_armed: bool,
-    model: Model,
+    model: Model<Key>,
     pub committed: u64,
 }
 
 /// A key of the model: (workspace, index into `SEQS`).
 type Key = (u64, usize);
-
-/// The plain model the sequencer is compared with.
-#[derive(Default)]
-struct Model {
-    /// The truth: max number per key over every PLog event.
-    plog_max: HashMap<Key, u64>,
-    plog_last: u64,
-    /// What the sequencer should believe: the truth as of its last actualization, plus its
-    /// own commits since.
-    view: HashMap<Key, u64>,
-    expected_offset: u64,
-    /// A foreign event landed since the last actualization.
-    foreign_pending: bool,
-    /// Every PLog event: (offset, [(key, number)]).
-    events: Vec<(u64, Vec<(Key, u64)>)>,
-}
-
-impl Model {
-    /// The sequencer discarded its state: from now on it believes the PLog.
-    fn actualized(&mut self) {
-        self.actualized_at(self.plog_last + 1);
-    }
-
-    /// The sequencer actualized on its own (the flusher gave up) while foreign events were
-    /// landing, and its replay read the PLog up to `base`.
-    fn actualized_at(&mut self, base: u64) {
-        self.view.clear();
-        for (_, values) in self.events.iter().filter(|(o, _)| *o < base) {
-            for &(key, n) in values {
-                let m = self.view.entry(key).or_insert(0);
-                *m = (*m).max(n);
-            }
-        }
-        self.expected_offset = base;
-        self.foreign_pending = base <= self.plog_last;
-    }
-
-    fn logged(&mut self, offset: u64, values: Vec<(Key, u64)>) {
-        for &(key, n) in &values {
-            let m = self.plog_max.entry(key).or_insert(0);
-            *m = (*m).max(n);
-        }
-        self.plog_last = offset;
-        self.events.push((offset, values));
-    }
-}
 
 impl<B: Backend> Harness<B> {
     pub fn new(backend: B) -> Self {
@@ -219,10 +174,7 @@ impl<B: Backend> Harness<B> {
             seq: Some(seq),
             faults: Faults::None,
             crash_armed: false,
-            model: Model {
-                expected_offset: 1,
-                ..Model::default()
-            },
+            model: Model::new(),
             committed: 0,
         }
     }
@@ -256,7 +208,7 @@ impl<B: Backend> Harness<B> {
             }
             Op::Reopen => self.reopen(),
             Op::Foreign { ws, seq, number } => {
-                let offset = self.model.plog_last + 1;
+                let offset = self.model.plog_last() + 1;
                 let v = SeqValue {
                     ws: WsId(*ws),
                     seq: SEQS[*seq].0,
@@ -265,8 +217,7 @@ impl<B: Backend> Harness<B> {
                 self.backend
                     .append(PLogOffset(offset), &[v])
                     .expect("foreign append");
-                self.model.logged(offset, vec![((*ws, *seq), *number)]);
-                self.model.foreign_pending = true;
+                self.model.foreign(vec![((*ws, *seq), *number)]);
             }
             Op::Sync => self.sync(),
             Op::FlushNow => self.flush_now(),
@@ -326,28 +277,18 @@ impl<B: Backend> Harness<B> {
             Err(Error::Busy { .. }) if faults_on => return,
             Err(e) => panic!("start failed without faults: {e}"),
         };
-        let offset = tx.offset().0;
-        if self.model.foreign_pending
-            && offset != self.model.expected_offset
-            && (self.model.expected_offset..=self.model.plog_last + 1).contains(&offset)
-        {
-            // The flusher gave up on a failing write and actualized on its own, which picked
-            // up foreign events up to `offset`. Only then does its view differ from ours.
-            self.model.actualized_at(offset);
-        }
-        assert_eq!(tx.offset().0, self.model.expected_offset, "I5: offset");
+        // The flusher may have given up on a failing write and actualized on its own, picking
+        // up foreign events up to the offset: only then does its view differ from ours.
+        self.model.resync(tx.offset().0);
+        assert_eq!(tx.offset().0, self.model.expected_offset(), "I5: offset");
         let mut mine: BTreeMap<usize, u64> = BTreeMap::new();
         for &(s, n) in steps {
             let (seq_id, initial) = SEQS[s];
             let last = mine
                 .get(&s)
                 .copied()
-                .unwrap_or_else(|| self.model.view.get(&(ws, s)).copied().unwrap_or(0));
-            let expect = last
-                .checked_add(1)
-                .map(|f| f.max(initial))
-                .and_then(|f| f.checked_add(n - 1).map(|l| (f, l)));
-            match (tx.next_n(seq_id, n), expect) {
+                .unwrap_or_else(|| self.model.last(&(ws, s)));
+            match (tx.next_n(seq_id, n), take(last, initial, n)) {
                 (Ok(first), Some((f, l))) => {
                     assert_eq!(first.0, f, "next_n({seq_id}, {n}) on ws {ws}");
                     mine.insert(s, l);
@@ -376,7 +317,7 @@ impl<B: Backend> Harness<B> {
                 if self.backend.append(tx.offset(), &values).is_err() {
                     // The offset is taken (a foreign event): the application actualizes.
                     assert!(
-                        self.model.foreign_pending,
+                        self.model.foreign_pending(),
                         "append failed without a foreign event"
                     );
                     tx.actualize();
@@ -386,17 +327,8 @@ impl<B: Backend> Harness<B> {
                 let offset = tx.offset().0;
                 tx.flush();
                 self.committed += 1;
-                for (&s, &l) in &mine {
-                    let prior = self.model.plog_max.get(&(ws, s)).copied().unwrap_or(0);
-                    assert!(
-                        l > prior,
-                        "I1/I2: {l} handed out after {prior} was committed"
-                    );
-                    self.model.view.insert((ws, s), l);
-                }
                 self.model
-                    .logged(offset, mine.iter().map(|(&s, &l)| ((ws, s), l)).collect());
-                self.model.expected_offset = offset + 1;
+                    .committed(offset, mine.iter().map(|(&s, &l)| ((ws, s), l)).collect());
             }
             End::Actualize => {
                 tx.actualize();
@@ -434,7 +366,7 @@ impl<B: Backend> Harness<B> {
         if self.faults_on() {
             return;
         }
-        let expected = self.model.expected_offset;
+        let expected = self.model.expected_offset();
         let seq = self.seq.as_mut().expect("open");
         seq.wait_ready(Duration::from_secs(10))
             .expect("ready without faults");
@@ -447,11 +379,11 @@ impl<B: Backend> Harness<B> {
             );
             std::thread::sleep(Duration::from_millis(1));
         }
-        if self.model.foreign_pending {
+        if self.model.foreign_pending() {
             return;
         }
         let storage = self.backend.storage();
-        for (&(ws, s), &n) in &self.model.view {
+        for (&(ws, s), &n) in self.model.view() {
             let stored = storage.read_numbers(WsId(ws), &[SEQS[s].0]).expect("read")[0];
             assert_eq!(stored.0, n, "durable number of ws {ws} seq {s}");
         }
@@ -469,7 +401,7 @@ impl<B: Backend> Harness<B> {
         let storage = self.backend.storage();
         let checkpoint = storage.read_next_offset().expect("read checkpoint");
         assert!(
-            checkpoint.0 <= self.model.plog_last + 1,
+            checkpoint.0 <= self.model.plog_last() + 1,
             "checkpoint {checkpoint} beyond the PLog"
         );
         let mut covered: HashMap<(WsId, SeqId), u64> = HashMap::new();
