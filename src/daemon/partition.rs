@@ -13,7 +13,8 @@
 //! on a two-core machine were most of the cost of a `-P 1` request in sync mode.
 //!
 //! The lock is held for sequencer calls only: no waiting under it. A cache miss reads
-//! storage under it (a RocksDB point read), as the worker thread used to.
+//! storage under it — on the connection's thread when the storage is local (a RocksDB point
+//! read), on the blocking pool when it is remote (`Partitions::answer_async`).
 //!
 //! The worker thread takes [`Msg`]s: status, flush (parked until durable), actualize,
 //! lease prefetches (reservations ahead, kept off the connections' threads), progress

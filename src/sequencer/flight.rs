@@ -9,15 +9,15 @@
 //! number committed but not yet durable would be handed out again.
 //!
 //! ```text
-//!            take(by)                  written(by)
-//!   Idle ─────────────► Writing{by} ─────────────► Idle
-//!    ▲                   │      │ ▲
-//!    │        hand_over  │      │ │ resume (the worker)
-//!    │   (a caller's     ▼      │ │
-//!    │    write failed) HandedOver
-//!    │                          │ give_up (the worker: budget spent, permanent error, stop)
-//!    │  discard (the actualizer)▼
-//!    └──────────────────────  GivenUp    (HandedOver too may be discarded)
+//!              take(by)                     written(by)
+//!   Idle ──────────────────► Writing{by} ──────────────────► Idle
+//!                             │       ▲
+//!        hand_over (a caller  │       │ resume (the worker)
+//!        whose write failed)  ▼       │
+//!                            HandedOver ───────────┐
+//!                                                  │ discard (the actualizer)
+//!   Writing{Worker} ── give_up ──► GivenUp ────────┴─────────► Idle
+//!   (budget spent, permanent error, stopping)
 //! ```
 //!
 //! Every transition is a method that checks (`debug_assert!`) the state it leaves; nothing
