@@ -84,6 +84,12 @@ fn every_endpoint_answers() {
         "seqd_busy_replies_total",
         "seqd_connections ",
         "seqd_last_flush_latency_microseconds",
+        "seqd_commits_total{partition=\"1\"}",
+        "seqd_flush_retries_total",
+        "seqd_backpressure_rejections_total",
+        "seqd_replayed_events_total",
+        "seqd_max_flush_latency_microseconds",
+        "seqd_largest_batch{partition=\"0\"}",
     ] {
         assert!(text.contains(name), "metrics lack {name}:\n{text}");
     }

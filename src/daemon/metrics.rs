@@ -1,7 +1,8 @@
 //! Prometheus metrics (`GET /metrics`): every series the daemon exports is declared in this
 //! file — the daemon's own counters (kept as atomics in [`Metrics`]) and the per-partition
-//! series ([`COUNTERS`], [`GAUGES`]: one line each, reading a field of the partition's
-//! [`PartitionStatus`], which `/v1/status` shows too). A scrape collects the partitions'
+//! series ([`COUNTERS`], [`GAUGES`]: one line each, reading the partition's
+//! [`PartitionStatus`] — what `/v1/status` shows, and the sequencer's whole `Stats` behind
+//! it — so a series of anything already counted is one line here). A scrape collects the partitions'
 //! statuses and encodes them with a collector of its own: concurrent scrapes share nothing
 //! mutable.
 
@@ -177,6 +178,10 @@ impl Metrics {
     }
 }
 
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// One scrape's partition series.
 #[derive(Debug)]
 struct PartitionCollector {
@@ -226,6 +231,29 @@ const COUNTERS: &[(&str, &str, Field)] = &[
     ("seqd_cache_evictions", "Workspace cache evictions", |s| {
         s.cache_evictions
     }),
+    ("seqd_commits", "Sequencer transactions committed", |s| {
+        s.sequencer.commits
+    }),
+    (
+        "seqd_flush_retries",
+        "Flush writes retried after a failure",
+        |s| s.sequencer.flush_retries,
+    ),
+    (
+        "seqd_backpressure_rejections",
+        "Transactions refused while too many values waited for storage",
+        |s| s.sequencer.busy_rejections,
+    ),
+    (
+        "seqd_actualize_errors",
+        "Storage errors met (and retried) while actualizing",
+        |s| s.sequencer.actualize_errors,
+    ),
+    (
+        "seqd_replayed_events",
+        "PLog events replayed by actualizations",
+        |s| s.sequencer.replayed_events,
+    ),
     (
         "seqd_lease_evictions",
         "Leases evicted to stay within --max-leases (their unused ranges parked)",
@@ -268,6 +296,16 @@ const GAUGES: &[(&str, &str, Field)] = &[
         "seqd_mean_flush_latency_microseconds",
         "Mean duration of flush writes",
         |s| s.mean_flush_latency_us,
+    ),
+    (
+        "seqd_max_flush_latency_microseconds",
+        "Duration of the slowest flush write",
+        |s| micros(s.sequencer.max_flush_latency),
+    ),
+    (
+        "seqd_largest_batch",
+        "The most values one flush write carried",
+        |s| s.sequencer.largest_batch,
     ),
     (
         "seqd_partition_ready",

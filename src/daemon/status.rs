@@ -75,6 +75,10 @@ pub struct PartitionStatus {
     pub last_storage_error: Option<String>,
     /// The last write to storage failed and has not succeeded since (retrying).
     pub storage_failing: bool,
+    /// The sequencer's whole snapshot this status was made from: `/metrics` reads any of its
+    /// counters (`metrics.rs`) without a field here for each.
+    #[serde(skip)]
+    pub(crate) sequencer: Stats,
 }
 
 /// Why a partition cannot acknowledge numbers now (`None`: it can): it has not restored its
@@ -103,6 +107,7 @@ impl PartitionStatus {
         leases: LeaseStats,
     ) -> Self {
         let ready = not_ready_because(ready, s.state, s.storage_failing).is_none();
+        let sequencer = s.clone();
         let us = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         PartitionStatus {
             partition: id.0,
@@ -133,6 +138,7 @@ impl PartitionStatus {
             cache_evictions: s.cache_evictions,
             last_storage_error: s.last_storage_error,
             storage_failing: s.storage_failing,
+            sequencer,
         }
     }
 }
