@@ -16,6 +16,7 @@ use serde_json::json;
 use super::command::MAX_COUNT;
 use super::partition::{Reply, Req};
 use super::{Shared, constant_time_eq};
+use crate::error::{BusyReason, Error};
 
 /// The admin router over `shared`.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -237,6 +238,16 @@ async fn flush(State(shared): State<Arc<Shared>>) -> Response {
     match shared.partitions.flush().await {
         Ok(offsets) => {
             Json(json!({ "flushed": true, "checkpoint_offsets": offsets })).into_response()
+        }
+        Err(Error::Partition { source, .. })
+            if matches!(
+                *source,
+                Error::Busy {
+                    reason: BusyReason::Closing
+                }
+            ) =>
+        {
+            unavailable(&shared, "the server is shutting down")
         }
         Err(e) => unavailable(&shared, e.to_string()),
     }
