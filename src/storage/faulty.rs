@@ -390,6 +390,15 @@ mod tests {
     }
 
     #[test]
+    fn reports_the_wrapped_latency_unless_told_otherwise() {
+        let s = FaultyStorage::new(MemoryStorage::new());
+        assert_eq!(s.latency(), StorageLatency::Local);
+        s.report_latency(StorageLatency::Remote);
+        s.heal();
+        assert_eq!(s.latency(), StorageLatency::Remote, "heal keeps it");
+    }
+
+    #[test]
     fn fail_next_counts_down_and_keeps_kind() {
         let s = FaultyStorage::new(MemoryStorage::new());
         s.fail_next(2, false);
