@@ -21,40 +21,11 @@ mode=${3:?sync or lease}
 pipeline=${4:?pipeline depth}
 rounds=${ROUNDS:-5}
 if ((pipeline > 1)); then n=${N:-200000}; else n=${N:-50000}; fi
-case "$mode" in
-  sync) fsync=always ;;
-  lease) fsync=everysec ;;
-  *) echo "ab: mode must be sync or lease" >&2; exit 2 ;;
-esac
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-start_seqd() { # name bin -> sets `port` (not a command substitution: `pids` must see the pid)
-  local admin
-  port=$(free_port); admin=$(free_port)
-  SEQD_LOG=warn "$2" serve --host 127.0.0.1 --port "$port" --admin-port "$admin" \
-    --durability "$mode" --data-dir "$work/$1" >"$work/$1.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 200); do
-    curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null && break
-    sleep 0.1
-  done
-}
-start_seqd a "$a_bin"; a_port=$port
-start_seqd b "$b_bin"; b_port=$port
-r_port=$(free_port)
-redis-server --bind 127.0.0.1 --port "$r_port" --save '' --appendonly yes \
-  --appendfsync "$fsync" --dir "$work" --daemonize no --logfile "$work/redis.log" &
-pids+=($!)
-for _ in $(seq 100); do redis-cli -p "$r_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+source "$(dirname "$0")/lib.sh"
+fsync=$(redis_fsync "$mode")
+start_seqd a "$a_bin" "$mode"; a_port=$port
+start_seqd b "$b_bin" "$mode"; b_port=$port
+start_redis "$fsync"; r_port=$redis_port
 
 run() { # port command... -> "rps p99"
   local port=$1; shift

@@ -23,23 +23,9 @@ warm=${WARM:-300000}
 pipeline=${P:-16}
 clients=${C:-50}
 
-work=$(mktemp -d)
-pid=""
-cleanup() {
-  [[ -n "$pid" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port); aport=$(free_port)
-SEQD_LOG=warn "$bin" serve --host 127.0.0.1 --port "$port" --admin-port "$aport" \
-  --durability "$mode" --data-dir "$work/d" >"$work/seqd.log" 2>&1 &
-pid=$!
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$aport/readyz" >/dev/null && break
-  sleep 0.1
-done
+source "$(dirname "$0")/lib.sh"
+start_seqd d "$bin" "$mode"
+pid=$seqd_pid
 
 load() { # requests
   local cmd=(NEXT 0 0)

@@ -16,34 +16,10 @@ mode=${2:?sync or lease}
 pipeline=${3:?pipeline depth}
 rounds=${ROUNDS:-6}
 n=${N:-60000}
-case "$mode" in
-  sync) fsync=always ;;
-  lease) fsync=everysec ;;
-  *) echo "pairs: mode must be sync or lease" >&2; exit 2 ;;
-esac
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-sport=$(free_port); aport=$(free_port); rport=$(free_port)
-SEQD_LOG=warn "$bin" serve --host 127.0.0.1 --port "$sport" --admin-port "$aport" \
-  --durability "$mode" --data-dir "$work/seqd" >"$work/seqd.log" 2>&1 &
-pids+=($!)
-redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly yes \
-  --appendfsync "$fsync" --dir "$work" --daemonize no --logfile "$work/redis.log" &
-pids+=($!)
-for _ in $(seq 100); do
-  if curl -sf "http://127.0.0.1:$aport/readyz" >/dev/null &&
-     redis-cli -p "$rport" ping >/dev/null 2>&1; then break; fi
-  sleep 0.1
-done
+source "$(dirname "$0")/lib.sh"
+fsync=$(redis_fsync "$mode")
+start_seqd seqd "$bin" "$mode"; sport=$port
+start_redis "$fsync"; rport=$redis_port
 
 rps() { # port command...
   local port=$1; shift

@@ -1,0 +1,49 @@
+# Shared by benches/ab.sh, pairs.sh and cpu.sh (sourced, after `set -euo pipefail`): a
+# temporary directory and every process started in it, stopped and removed on exit, Ctrl-C
+# or failure; free loopback ports; seqd and Redis started and waited for.
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# redis_fsync MODE: the Redis appendfsync seqd's durability MODE is compared with.
+redis_fsync() {
+  case "$1" in
+    sync) echo always ;;
+    lease) echo everysec ;;
+    *) echo "mode must be sync or lease" >&2; return 2 ;;
+  esac
+}
+
+# start_seqd NAME BIN MODE: `BIN serve` on loopback, data in $work/NAME, until /readyz
+# answers (at most 20 s). Sets `port` and `seqd_pid` (not for use in a command substitution:
+# `pids` must see the pid, or cleanup would not stop the server).
+start_seqd() {
+  local admin
+  port=$(free_port); admin=$(free_port)
+  SEQD_LOG=warn "$2" serve --host 127.0.0.1 --port "$port" --admin-port "$admin" \
+    --durability "$3" --data-dir "$work/$1" >"$work/$1.log" 2>&1 &
+  seqd_pid=$!
+  pids+=("$seqd_pid")
+  for _ in $(seq 200); do
+    curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null && break
+    sleep 0.1
+  done
+}
+
+# start_redis FSYNC: redis-server with the AOF on and that appendfsync, until it answers
+# PING (at most 10 s). Sets `redis_port`.
+start_redis() {
+  redis_port=$(free_port)
+  redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly yes \
+    --appendfsync "$1" --dir "$work" --daemonize no --logfile "$work/redis.log" &
+  pids+=($!)
+  for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+}
