@@ -123,18 +123,10 @@ impl Partition {
         self.release();
         if self.mode == DurabilityMode::Lease {
             self.sync_generation();
-            if let Some((flushed, generation)) = self.durability() {
+            if let Some((flushed, generation)) = self.seq.checkpoint() {
                 lock(&self.leases).prune_pending(flushed, generation);
             }
         }
-    }
-
-    /// The checkpoint and the generation it belongs to, read consistently (`None` while an
-    /// actualization moves the generation on).
-    fn durability(&self) -> Option<(PLogOffset, u64)> {
-        let generation = self.seq.generation();
-        let flushed = self.seq.flushed_offset();
-        (self.seq.generation() == generation).then_some((flushed, generation))
     }
 
     /// Drops every lease when an actualization discarded unflushed state since the last

@@ -61,9 +61,7 @@ impl DurabilityWatcher {
     /// of that generation at or below the offset is durable. `None` while an actualization
     /// moves the generation on (ask again).
     pub fn checkpoint(&self) -> Option<(PLogOffset, u64)> {
-        let generation = self.generation();
-        let flushed = self.flushed_offset();
-        (self.generation() == generation).then_some((flushed, generation))
+        self.shared.checkpoint()
     }
 
     /// The sequencer's state now (e.g. `Actualizing` while it rebuilds after a storage

@@ -320,7 +320,7 @@ impl Sequencer {
         }
         inner.pending_next = Some(next);
         self.shared.recompute_unflushed(&inner);
-        let wake = self.shared.wake_worker(&mut inner);
+        let wake = inner.worker.wake_for_commit();
         drop(inner);
         if wake {
             self.shared.work.notify_one();
@@ -354,10 +354,16 @@ impl Sequencer {
         let mut inner = self.shared.lock();
         inner.actualize_requested = true;
         self.shared.begin_actualizing();
-        self.shared.wake_worker(&mut inner);
+        inner.worker.wake_for_commit();
         drop(inner);
         self.shared.tx_open.store(false, Ordering::SeqCst);
         self.shared.work.notify_one();
+    }
+
+    /// The checkpoint and the generation it belongs to, read consistently (see
+    /// [`DurabilityWatcher::checkpoint`]).
+    pub fn checkpoint(&self) -> Option<(PLogOffset, u64)> {
+        self.shared.checkpoint()
     }
 
     /// Every transaction with an offset at or below this is durable (`PLogOffset(0)`: none yet).

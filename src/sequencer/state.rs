@@ -207,10 +207,13 @@ impl Shared {
         self.lock().stop
     }
 
-    /// A commit arrived: marks the worker awake; returns whether it was idle, i.e. whether
-    /// the caller must notify `work` after releasing the lock.
-    pub(crate) fn wake_worker(&self, inner: &mut Inner) -> bool {
-        inner.worker.wake_for_commit()
+    /// The checkpoint and the generation it belongs to, read consistently: every transaction
+    /// of that generation at or below the offset is durable. `None` while an actualization
+    /// moves the generation on.
+    pub(crate) fn checkpoint(&self) -> Option<(PLogOffset, u64)> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let flushed = PLogOffset(self.durable_next.load(Ordering::Acquire).saturating_sub(1));
+        (self.generation.load(Ordering::Acquire) == generation).then_some((flushed, generation))
     }
 
     /// Records a durable checkpoint (never moving it back); the caller notifies `progress`.

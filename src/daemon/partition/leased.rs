@@ -31,7 +31,7 @@ impl Partition {
     ) -> Result<(Number, Option<Committed>), Error> {
         let key = (ws, seq);
         let now = Instant::now();
-        let durability = self.durability();
+        let durability = self.seq.checkpoint();
         let plan = lock(&self.leases).plan_next(key, count, now, durability);
         let wanted = match plan {
             Plan::Taken { first, dep, top_up } => {
