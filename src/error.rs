@@ -124,6 +124,12 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// Cluster mode cannot go on as configured: this node disagrees with the cluster stored in
+    /// etcd (another `--partitions`, another format), or its `--node-id` is taken by a live
+    /// node. The message names both sides and what to change.
+    #[error("cluster: {0}")]
+    Cluster(String),
+
     /// A task run on another thread (opening storage, reading the lease cursors, a
     /// partition's worker) panicked. A bug: the message says where; report it.
     #[error("{context} panicked: {message}; this is a bug in seqd, please report it")]

@@ -49,6 +49,8 @@
 mod actualizer;
 mod cache;
 mod clock;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 #[cfg(feature = "daemon")]
 pub mod daemon;
 mod error;

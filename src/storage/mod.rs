@@ -163,31 +163,51 @@ impl<S: SeqStorage + ?Sized> SeqStorage for Arc<S> {
 ///
 /// Retryable errors (the device is busy, a call timed out) are retried by the flusher with
 /// backoff; permanent ones (corruption, invalid arguments) make it give up at once and hand
-/// the partition to the actualizer.
+/// the partition to the actualizer. A fenced one is permanent too, and says more: the writer
+/// no longer owns what it writes to (cluster mode: another node took the partition over), so
+/// nothing it holds in memory may be handed out any more.
 #[derive(Debug)]
 pub struct StorageError {
-    retryable: bool,
+    kind: ErrorKind,
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ErrorKind {
+    Retryable,
+    Permanent,
+    Fenced,
+}
+
 impl StorageError {
-    /// A failure that may go away if the same call is made again later.
-    pub fn retryable(message: impl Into<String>) -> Self {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
-            retryable: true,
+            kind,
             message: message.into(),
             source: None,
         }
     }
 
+    /// A failure that may go away if the same call is made again later.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Retryable, message)
+    }
+
     /// A failure that the same call will hit again.
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self {
-            retryable: false,
-            message: message.into(),
-            source: None,
-        }
+        Self::new(ErrorKind::Permanent, message)
+    }
+
+    /// A write refused because the writer lost its ownership (a newer owner holds it): never
+    /// retryable. [`is_fenced`](Self::is_fenced) tells it apart.
+    pub fn fenced(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Fenced, message)
+    }
+
+    /// Whether the write was refused because the writer no longer owns its partition.
+    pub fn is_fenced(&self) -> bool {
+        self.kind == ErrorKind::Fenced
     }
 
     /// Attaches the underlying error.
@@ -199,7 +219,7 @@ impl StorageError {
 
     /// Whether trying the same call again can succeed.
     pub fn is_retryable(&self) -> bool {
-        self.retryable
+        self.kind == ErrorKind::Retryable
     }
 
     /// The message, without the retryable/permanent prefix.
@@ -210,10 +230,10 @@ impl StorageError {
 
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = if self.retryable {
-            "retryable"
-        } else {
-            "permanent"
+        let kind = match self.kind {
+            ErrorKind::Retryable => "retryable",
+            ErrorKind::Permanent => "permanent",
+            ErrorKind::Fenced => "fenced",
         };
         write!(f, "{kind} storage error: {}", self.message)
     }
@@ -240,5 +260,8 @@ mod tests {
         assert!(!e.is_retryable());
         assert_eq!(e.message(), "corrupt");
         assert!(std::error::Error::source(&e).is_some());
+        let e = StorageError::fenced("partition 3 moved");
+        assert!(e.is_fenced() && !e.is_retryable());
+        assert_eq!(e.to_string(), "fenced storage error: partition 3 moved");
     }
 }

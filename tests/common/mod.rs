@@ -5,6 +5,8 @@
 pub mod bench;
 #[cfg(feature = "daemon")]
 pub mod daemon;
+#[cfg(feature = "cluster")]
+pub mod etcd;
 #[cfg(feature = "daemon")]
 pub mod load;
 pub mod model;

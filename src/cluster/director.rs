@@ -1,0 +1,579 @@
+//! The Director (seed 002): one node at a time, elected through etcd, places partitions on
+//! live sequencer nodes under a strictly increasing epoch.
+//!
+//! Election: `If create_revision(director) == 0 Then put director (lease of the node)`. The
+//! winner's epoch is the revision of that write — etcd revisions only go up, so every later
+//! election yields a larger epoch. The key lives on the node's lease: a dead or paused
+//! Director loses it at expiry and the others campaign again.
+//!
+//! Each round of the Director's recovery runs in phases, each logged with the epoch:
+//!
+//! 1. **discover**: read the live nodes and their roles (`nodes/`);
+//! 2. **layout**: read the owners and compute the target placement ([`super::layout::plan`]);
+//! 3. **lock**: create the owner key of every unowned partition for its target node, on that
+//!    node's lease; ask the owner of every partition that should move to hand it over
+//!    (`handover/P`; the owner deletes its key when it has written its exact values, and the
+//!    next round places the partition);
+//! 4. **versions**: start the version authority on the Director's node ([`DirectorHooks`]);
+//! 5. **publish**: write the layout (`layout`);
+//! 6. **watch**: wait for a node or an owner key to change, then run the next round.
+//!
+//! Every write of the Director is one transaction conditional on
+//! `create_revision(director) == epoch`: once another node has been elected (or this one's
+//! lease expired), etcd refuses them and the Director stops acting at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{
+    Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+};
+use tokio::sync::watch;
+
+use super::etcd::Etcd;
+use super::keys::Keys;
+use super::layout::plan;
+use super::records::{
+    DirectorRecord, HandoverRecord, LayoutRecord, NodeRecord, OwnerRecord, decode, encode,
+};
+use crate::storage::StorageError;
+use crate::types::PartitionId;
+
+/// How long a round waits after a change before it looks (changes come in bursts: a node's
+/// lease takes its node key and all its owner keys at once).
+const SETTLE: Duration = Duration::from_millis(20);
+/// A round runs at least this often even when no change is seen.
+const RECHECK: Duration = Duration::from_secs(5);
+/// Owner keys created per transaction (each adds a compare: etcd's limit is 128).
+const LOCKS_PER_TXN: usize = 64;
+
+/// What the Director starts on its node when it is elected (the version authority, SPEC §6).
+pub trait DirectorHooks: Send + Sync + 'static {
+    /// The node became Director under `epoch`. An error fails the round, which is retried.
+    fn elected(&self, epoch: i64) -> Result<(), StorageError>;
+}
+
+/// No hooks.
+#[derive(Debug, Default)]
+pub struct NoHooks;
+
+impl DirectorHooks for NoHooks {
+    fn elected(&self, _epoch: i64) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+/// Who directs the cluster, as this node knows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DirectorStatus {
+    /// This node is the Director under this epoch.
+    pub epoch: Option<i64>,
+    /// Completed rounds under the current epoch.
+    pub rounds: u64,
+}
+
+/// The Director's campaign on one node.
+pub struct Campaign {
+    pub(crate) etcd: Arc<Etcd>,
+    pub(crate) keys: Keys,
+    /// This node's id.
+    pub(crate) node: String,
+    /// This node's lease (the election key lives on it).
+    pub(crate) lease: i64,
+    pub(crate) partitions: u16,
+    pub(crate) hooks: Arc<dyn DirectorHooks>,
+    pub(crate) status: watch::Sender<DirectorStatus>,
+}
+
+/// Why a Director stopped directing.
+enum Deposed {
+    /// Another node holds the election key now (or this node's lease expired).
+    Fenced,
+    /// Asked to stop.
+    Stopped,
+}
+
+impl Campaign {
+    /// A campaign of node `node` (lease `lease`) in cluster `keys` of `partitions` partitions.
+    pub fn new(
+        etcd: Arc<Etcd>,
+        keys: Keys,
+        node: String,
+        lease: i64,
+        partitions: u16,
+        hooks: Arc<dyn DirectorHooks>,
+    ) -> (Campaign, watch::Receiver<DirectorStatus>) {
+        let (status, rx) = watch::channel(DirectorStatus::default());
+        let campaign = Campaign {
+            etcd,
+            keys,
+            node,
+            lease,
+            partitions,
+            hooks,
+            status,
+        };
+        (campaign, rx)
+    }
+
+    /// Campaigns, directs while elected, campaigns again when deposed, until `stop` is true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut failures = 0u32;
+        while !*stop.borrow() {
+            match self.campaign_once(&mut stop).await {
+                Ok(Some(epoch)) => {
+                    failures = 0;
+                    tracing::info!(epoch, node = %self.node, "director: elected");
+                    self.status.send_replace(DirectorStatus {
+                        epoch: Some(epoch),
+                        rounds: 0,
+                    });
+                    let why = self.direct(epoch, &mut stop).await;
+                    self.status.send_replace(DirectorStatus::default());
+                    match why {
+                        Deposed::Fenced => {
+                            tracing::warn!(epoch, "director: deposed; no longer acting")
+                        }
+                        Deposed::Stopped => {
+                            self.resign(epoch).await;
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => failures = 0,
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %e, "director: campaign failed; retrying");
+                    let wait = Duration::from_millis(100 * u64::from(failures.min(10)));
+                    tokio::select! {
+                        _ = stop.changed() => {}
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// One try: `Some(epoch)` when elected; `None` after another Director's key went away
+    /// (or a stop).
+    async fn campaign_once(
+        &self,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Option<i64>, StorageError> {
+        let key = self.keys.director();
+        let record = encode(&DirectorRecord {
+            node: self.node.clone(),
+        });
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.clone(),
+                record,
+                Some(PutOptions::new().with_lease(self.lease)),
+            )])
+            .or_else([TxnOp::get(key.clone(), None)]);
+        let mut client = self.etcd.client();
+        let response = self
+            .etcd
+            .call("director campaign", async move { client.txn(txn).await })
+            .await?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        if response.succeeded() {
+            return Ok(Some(revision));
+        }
+        // Someone else directs: wait until its key goes (lease expiry or resignation).
+        let mut client = self.etcd.client();
+        let options = WatchOptions::new().with_start_revision(revision + 1);
+        let mut events = self
+            .etcd
+            .call("director watch", async move {
+                client.watch(key, Some(options)).await
+            })
+            .await?;
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return Ok(None),
+                message = events.message() => match message {
+                    Ok(Some(m)) if m.events().iter().any(|e| e.event_type() == EventType::Delete) => return Ok(None),
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => return Ok(None),
+                },
+            }
+        }
+    }
+
+    /// Directs under `epoch` until deposed or stopped.
+    async fn direct(&self, epoch: i64, stop: &mut watch::Receiver<bool>) -> Deposed {
+        loop {
+            if *stop.borrow() {
+                return Deposed::Stopped;
+            }
+            let revision = match self.round(epoch).await {
+                Ok(r) => {
+                    self.status.send_modify(|s| s.rounds += 1);
+                    r
+                }
+                Err(RoundError::Deposed) => return Deposed::Fenced,
+                Err(RoundError::Storage(e)) => {
+                    tracing::warn!(epoch, error = %e, "director: round failed; retrying");
+                    tokio::select! {
+                        _ = stop.changed() => {}
+                        () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    }
+                    continue;
+                }
+            };
+            // Phase 6: watch.
+            match self.wait_for_change(revision, stop).await {
+                Ok(true) => {}
+                Ok(false) => return Deposed::Fenced,
+                Err(e) => tracing::warn!(epoch, error = %e, "director: watch failed"),
+            }
+            tokio::select! {
+                _ = stop.changed() => {}
+                () = tokio::time::sleep(SETTLE) => {}
+            }
+        }
+    }
+
+    /// Phases 1 to 5; returns the revision the next watch starts after.
+    async fn round(&self, epoch: i64) -> Result<i64, RoundError> {
+        // Phase 1: discover.
+        let (nodes, revision) = self.read_nodes().await?;
+        let sequencers: Vec<String> = nodes
+            .iter()
+            .filter(|(n, _)| n.is_sequencer())
+            .map(|(n, _)| n.id.clone())
+            .collect();
+        tracing::info!(
+            epoch,
+            phase = "discover",
+            nodes = nodes.len(),
+            sequencers = sequencers.len()
+        );
+        // Phase 2: layout.
+        let current = self.read_owners().await?;
+        let target = plan(&sequencers, &current);
+        tracing::info!(epoch, phase = "layout", layout = ?target);
+        if target.is_empty() && self.partitions > 0 {
+            tracing::warn!(
+                epoch,
+                "director: no live sequencer node; partitions stay unowned"
+            );
+        }
+        // Phase 3: lock.
+        let lease_of = |id: &str| nodes.iter().find(|(n, _)| n.id == id).map(|(_, l)| *l);
+        let mut locks = Vec::new();
+        let mut handovers = Vec::new();
+        for (p, want) in target.iter().enumerate() {
+            let p = PartitionId(p as u16);
+            match current.get(usize::from(p.0)).cloned().flatten() {
+                None => {
+                    if let Some(lease) = lease_of(want) {
+                        locks.push((p, want.clone(), lease));
+                    }
+                }
+                Some(owner) if owner != *want => handovers.push((p, owner, want.clone())),
+                Some(_) => {}
+            }
+        }
+        for chunk in locks.chunks(LOCKS_PER_TXN) {
+            self.lock(epoch, chunk).await?;
+        }
+        self.clear_stale_handovers(epoch, &current, &target).await?;
+        self.request_handovers(epoch, &handovers).await?;
+        tracing::info!(
+            epoch,
+            phase = "lock",
+            locked = locks.len(),
+            handovers = handovers.len()
+        );
+        // Phase 4: versions.
+        self.hooks.elected(epoch).map_err(RoundError::Storage)?;
+        // Phase 5: publish.
+        let layout = encode(&LayoutRecord {
+            director_epoch: epoch,
+            partitions: target,
+        });
+        self.fenced(epoch, vec![TxnOp::put(self.keys.layout(), layout, None)])
+            .await?;
+        tracing::info!(epoch, phase = "publish");
+        Ok(revision)
+    }
+
+    async fn read_nodes(&self) -> Result<(Vec<(NodeRecord, i64)>, i64), RoundError> {
+        let mut client = self.etcd.client();
+        let prefix = self.keys.nodes();
+        let response = self
+            .etcd
+            .call("read nodes", async move {
+                client
+                    .get(prefix, Some(GetOptions::new().with_prefix()))
+                    .await
+            })
+            .await?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        let mut nodes = Vec::new();
+        for kv in response.kvs() {
+            match decode::<NodeRecord>(kv.key(), kv.value()) {
+                Ok(n) => nodes.push((n, kv.lease())),
+                Err(e) => tracing::warn!(error = %e, "director: ignoring a malformed node key"),
+            }
+        }
+        Ok((nodes, revision))
+    }
+
+    /// The owner of each partition (`None`: unowned).
+    async fn read_owners(&self) -> Result<Vec<Option<String>>, RoundError> {
+        let mut client = self.etcd.client();
+        let prefix = self.keys.owners();
+        let response = self
+            .etcd
+            .call("read owners", async move {
+                client
+                    .get(prefix, Some(GetOptions::new().with_prefix()))
+                    .await
+            })
+            .await?;
+        let mut owners = vec![None; usize::from(self.partitions)];
+        let prefix = self.keys.owners();
+        for kv in response.kvs() {
+            let Some(p) = self.keys.partition_in(&prefix, kv.key()) else {
+                continue;
+            };
+            if let (Some(slot), Ok(record)) = (
+                owners.get_mut(usize::from(p.0)),
+                decode::<OwnerRecord>(kv.key(), kv.value()),
+            ) {
+                *slot = Some(record.node);
+            }
+        }
+        Ok(owners)
+    }
+
+    /// Creates the owner keys of `locks` (partition, node, that node's lease) in one fenced
+    /// transaction; falls back to one transaction each when one of the keys appeared meanwhile.
+    async fn lock(
+        &self,
+        epoch: i64,
+        locks: &[(PartitionId, String, i64)],
+    ) -> Result<(), RoundError> {
+        let mut compares = vec![self.fence(epoch)];
+        let mut ops = Vec::new();
+        for (p, node, lease) in locks {
+            let key = self.keys.owner(*p);
+            compares.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0));
+            let record = encode(&OwnerRecord {
+                node: node.clone(),
+                director_epoch: epoch,
+            });
+            ops.push(TxnOp::put(
+                key,
+                record,
+                Some(PutOptions::new().with_lease(*lease)),
+            ));
+        }
+        if self.txn(compares, ops).await? {
+            for (p, node, _) in locks {
+                tracing::info!(epoch, partition = p.0, owner = %node, "director: partition placed");
+            }
+            return Ok(());
+        }
+        self.check_elected(epoch).await?;
+        if locks.len() > 1 {
+            for one in locks {
+                Box::pin(self.lock(epoch, std::slice::from_ref(one))).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks each `(partition, owner, target)` owner to hand its partition over, once.
+    async fn request_handovers(
+        &self,
+        epoch: i64,
+        handovers: &[(PartitionId, String, String)],
+    ) -> Result<(), RoundError> {
+        for (p, from, to) in handovers {
+            let record = encode(&HandoverRecord {
+                from: from.clone(),
+                to: to.clone(),
+                director_epoch: epoch,
+            });
+            let key = self.keys.handover(*p);
+            // Only when no request is pending: a rewrite would not make it faster.
+            let compares = vec![
+                self.fence(epoch),
+                Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+            ];
+            if self
+                .txn(compares, vec![TxnOp::put(key, record, None)])
+                .await?
+            {
+                tracing::info!(epoch, partition = p.0, from = %from, to = %to, "director: handover requested");
+            } else {
+                self.check_elected(epoch).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the handover requests no longer wanted: their owner is gone, or the partition
+    /// stays where it is now.
+    async fn clear_stale_handovers(
+        &self,
+        epoch: i64,
+        current: &[Option<String>],
+        target: &[String],
+    ) -> Result<(), RoundError> {
+        let mut client = self.etcd.client();
+        let prefix = self.keys.handovers();
+        let response = self
+            .etcd
+            .call("read handovers", async move {
+                client
+                    .get(prefix, Some(GetOptions::new().with_prefix()))
+                    .await
+            })
+            .await?;
+        let prefix = self.keys.handovers();
+        let mut stale = Vec::new();
+        for kv in response.kvs() {
+            let Some(p) = self.keys.partition_in(&prefix, kv.key()) else {
+                continue;
+            };
+            let i = usize::from(p.0);
+            let owner = current.get(i).cloned().flatten();
+            let wanted = match decode::<HandoverRecord>(kv.key(), kv.value()) {
+                Ok(h) => {
+                    owner.as_deref() == Some(h.from.as_str()) && target.get(i) != owner.as_ref()
+                }
+                Err(_) => false,
+            };
+            if !wanted {
+                stale.push(kv.key().to_vec());
+            }
+        }
+        for chunk in stale.chunks(LOCKS_PER_TXN) {
+            let ops = chunk
+                .iter()
+                .map(|k| TxnOp::delete(k.clone(), None))
+                .collect();
+            self.fenced(epoch, ops).await?;
+        }
+        Ok(())
+    }
+
+    fn fence(&self, epoch: i64) -> Compare {
+        Compare::create_revision(self.keys.director(), CompareOp::Equal, epoch)
+    }
+
+    async fn fenced(&self, epoch: i64, ops: Vec<TxnOp>) -> Result<(), RoundError> {
+        if self.txn(vec![self.fence(epoch)], ops).await? {
+            Ok(())
+        } else {
+            Err(RoundError::Deposed)
+        }
+    }
+
+    async fn txn(&self, compares: Vec<Compare>, ops: Vec<TxnOp>) -> Result<bool, RoundError> {
+        let txn = Txn::new().when(compares).and_then(ops);
+        let mut client = self.etcd.client();
+        let response = self
+            .etcd
+            .call("director txn", async move { client.txn(txn).await })
+            .await?;
+        Ok(response.succeeded())
+    }
+
+    async fn check_elected(&self, epoch: i64) -> Result<(), RoundError> {
+        let mut client = self.etcd.client();
+        let key = self.keys.director();
+        let response = self
+            .etcd
+            .call("read director", async move { client.get(key, None).await })
+            .await?;
+        match response.kvs().first() {
+            Some(kv) if kv.create_revision() == epoch => Ok(()),
+            _ => Err(RoundError::Deposed),
+        }
+    }
+
+    /// Waits for a change of the nodes or owners after `revision` (or [`RECHECK`]); `false`
+    /// when the election key went away.
+    async fn wait_for_change(
+        &self,
+        revision: i64,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<bool, StorageError> {
+        let mut client = self.etcd.client();
+        // The whole cluster prefix up to (not including) the values `v/`: director, handover,
+        // layout, meta, nodes, owner.
+        let start = self.keys.prefix().to_owned();
+        let end = format!("{}v/", self.keys.prefix());
+        let options = WatchOptions::new()
+            .with_range(end)
+            .with_start_revision(revision + 1);
+        let mut events = self
+            .etcd
+            .call("director watch", async move {
+                client.watch(start, Some(options)).await
+            })
+            .await?;
+        let director = self.keys.director();
+        let layout = self.keys.layout();
+        let deadline = tokio::time::sleep(RECHECK);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return Ok(true),
+                () = &mut deadline => return Ok(true),
+                message = events.message() => {
+                    let Ok(Some(m)) = message else { return Ok(true) };
+                    let mut relevant = false;
+                    for e in m.events() {
+                        let Some(kv) = e.kv() else { continue };
+                        if kv.key() == director.as_bytes() {
+                            if e.event_type() == EventType::Delete {
+                                return Ok(false);
+                            }
+                        } else if kv.key() != layout.as_bytes() {
+                            relevant = true;
+                        }
+                    }
+                    if relevant {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives the election up (graceful stop): another node is elected at once.
+    async fn resign(&self, epoch: i64) {
+        let key = self.keys.director();
+        let txn = Txn::new()
+            .when([self.fence(epoch)])
+            .and_then([TxnOp::delete(key, None)]);
+        let mut client = self.etcd.client();
+        if let Err(e) = self
+            .etcd
+            .call("director resign", async move { client.txn(txn).await })
+            .await
+        {
+            tracing::warn!(error = %e, "director: could not resign; the election key expires with the lease");
+        }
+    }
+}
+
+/// Why a round did not complete.
+enum RoundError {
+    Deposed,
+    Storage(StorageError),
+}
+
+impl From<StorageError> for RoundError {
+    fn from(e: StorageError) -> Self {
+        RoundError::Storage(e)
+    }
+}

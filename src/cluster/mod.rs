@@ -1,0 +1,31 @@
+//! Cluster mode on etcd (SPEC §5; `design/cluster.md`): several seqd nodes share the
+//! partitions of one cluster, every durable fact lives in etcd, and every write is fenced by
+//! the writer's ownership.
+//!
+//! The parts, bottom up:
+//!
+//! * [`keys`]: the key layout and the workspace → slot → partition mapping;
+//! * [`records`]: the JSON values of those keys;
+//! * [`Etcd`]: the shared client, on its own thread, with deadlines and counters;
+//! * [`EtcdStorage`]: a partition's [`SeqStorage`](crate::storage::SeqStorage), each write one
+//!   transaction conditional on the partition's epoch ([`Ownership`]);
+//! * [`Session`]: the node's lease, its keep-alive and the local deadline it answers under;
+//! * [`check_meta`] and [`register`]: joining;
+//! * [`Campaign`]: the Director's election and its rounds; [`plan`]: where partitions go.
+
+mod director;
+mod etcd;
+pub mod keys;
+mod layout;
+mod membership;
+pub mod records;
+mod session;
+mod storage;
+
+pub use director::{Campaign, DirectorHooks, DirectorStatus, NoHooks};
+pub use etcd::{Etcd, EtcdStats};
+pub use keys::Keys;
+pub use layout::plan;
+pub use membership::{check_meta, register};
+pub use session::{Session, SessionState, Validity, now};
+pub use storage::{DEFAULT_MAX_TXN_OPS, EtcdStorage, Ownership};

@@ -1,0 +1,245 @@
+//! Cluster mode's storage against a real etcd: fenced writes, chunked batches, a sequencer
+//! moving between owners, the cluster's meta and node registrations, the node lease.
+#![cfg(feature = "cluster")]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{GetOptions, PutOptions};
+use seqd::cluster::{
+    EtcdStorage, Keys, Ownership, Session, SessionState, check_meta, records::NodeRecord,
+    records::Role, register,
+};
+use seqd::storage::{SeqStorage, SeqValue};
+use seqd::{Error, Number, PLogOffset, PartitionId, SeqId, Sequencer, WsId};
+
+use common::etcd::EtcdServer;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Takes partition `p` for a test: writes its owner key, returns the epoch (its revision).
+fn take(etcd: &seqd::cluster::Etcd, keys: &Keys, p: PartitionId, node: &str) -> i64 {
+    let mut c = etcd.client();
+    let key = keys.owner(p);
+    let value = format!(r#"{{"node":"{node}","director_epoch":0}}"#);
+    let r = etcd
+        .wait("put", async move { c.put(key, value, None).await })
+        .expect("put owner");
+    r.header().expect("header").revision()
+}
+
+fn values(n: u64) -> Vec<SeqValue> {
+    (0..n)
+        .map(|i| SeqValue {
+            ws: WsId(i / 3),
+            seq: SeqId((i % 3) as u16),
+            number: Number(1000 + i),
+        })
+        .collect()
+}
+
+#[test]
+fn writes_are_fenced_by_the_partition_epoch() {
+    let Some(server) = EtcdServer::start() else {
+        return;
+    };
+    let etcd = server.client();
+    let keys = Keys::new("fence").unwrap();
+    let p = PartitionId(2);
+    let epoch = take(&etcd, &keys, p, "a");
+    let mine = Ownership::new(p, epoch);
+    let storage = EtcdStorage::new(Arc::clone(&etcd), keys.clone(), Arc::clone(&mine), 128);
+
+    // A batch larger than one transaction: 300 values, checkpoint last.
+    storage
+        .write_values_and_offset(&values(300), PLogOffset(301))
+        .expect("owner writes");
+    assert_eq!(storage.read_next_offset().unwrap(), PLogOffset(301));
+    assert_eq!(
+        storage
+            .read_numbers(WsId(1), &[SeqId(0), SeqId(1), SeqId(2), SeqId(9)])
+            .unwrap(),
+        vec![Number(1003), Number(1004), Number(1005), Number(0)]
+    );
+
+    // Another node takes the partition: the old owner's writes are refused, by etcd first
+    // and then at once.
+    let newer = take(&etcd, &keys, p, "b");
+    assert!(newer > epoch);
+    let stale = [SeqValue {
+        ws: WsId(1),
+        seq: SeqId(0),
+        number: Number(5),
+    }];
+    let e = storage
+        .write_values_and_offset(&stale, PLogOffset(400))
+        .unwrap_err();
+    assert!(e.is_fenced(), "{e}");
+    assert!(mine.is_fenced());
+    assert!(e.message().contains("epoch"), "{e}");
+    assert_eq!(
+        etcd.stats()
+            .fenced_writes
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    let e = storage
+        .write_values_and_offset(&stale, PLogOffset(400))
+        .unwrap_err();
+    assert!(e.is_fenced());
+    // Nothing of the refused writes landed.
+    let theirs = EtcdStorage::new(
+        Arc::clone(&etcd),
+        keys.clone(),
+        Ownership::new(p, newer),
+        128,
+    );
+    assert_eq!(theirs.read_next_offset().unwrap(), PLogOffset(301));
+    assert_eq!(
+        theirs.read_numbers(WsId(1), &[SeqId(0)]).unwrap(),
+        vec![Number(1003)]
+    );
+    // A deleted owner key fences as well (the owner's lease expired).
+    let mut c = etcd.client();
+    let key = keys.owner(p);
+    etcd.wait("delete", async move { c.delete(key, None).await })
+        .unwrap();
+    assert!(
+        theirs
+            .write_values_and_offset(&stale, PLogOffset(400))
+            .unwrap_err()
+            .is_fenced()
+    );
+}
+
+#[test]
+fn a_sequencer_moves_between_owners_without_reissuing() {
+    let Some(server) = EtcdServer::start() else {
+        return;
+    };
+    let etcd = server.client();
+    let keys = Keys::new("move").unwrap();
+    let p = PartitionId(0);
+    let mut last = 0u64;
+    for owner in ["a", "b", "c"] {
+        let epoch = take(&etcd, &keys, p, owner);
+        let storage = EtcdStorage::new(
+            Arc::clone(&etcd),
+            keys.clone(),
+            Ownership::new(p, epoch),
+            128,
+        );
+        let mut seq = Sequencer::open(storage, common::options()).expect("open");
+        for _ in 0..50 {
+            let mut tx = seq
+                .start_timeout(common::KIND, WsId(7), common::WAIT)
+                .expect("start");
+            let n = tx.next(common::BLOCK).expect("next").0;
+            assert!(n > last, "{owner}: {n} after {last}");
+            last = n;
+            tx.flush();
+        }
+        seq.close().expect("close writes everything");
+    }
+    assert_eq!(last, 150);
+}
+
+#[test]
+fn meta_registration_and_session() {
+    let Some(server) = EtcdServer::start() else {
+        return;
+    };
+    let etcd = server.client();
+    let keys = Keys::new("meta").unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        check_meta(&etcd, &keys, 8).await.expect("creates");
+        check_meta(&etcd, &keys, 8).await.expect("agrees");
+        let e = check_meta(&etcd, &keys, 4).await.unwrap_err();
+        assert!(matches!(e, Error::Cluster(_)), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("--partitions 4") && text.contains("8 partitions"),
+            "{text}"
+        );
+
+        let session = Session::start(&etcd, Duration::from_secs(1))
+            .await
+            .expect("lease");
+        assert_eq!(session.state(), SessionState::Valid);
+        let record = NodeRecord {
+            id: "n1".into(),
+            address: "127.0.0.1:1".into(),
+            admin: "127.0.0.1:2".into(),
+            roles: vec![Role::Sequencer],
+            accepts_clients: true,
+            version: "test".into(),
+            started_ms: 0,
+        };
+        register(&etcd, &keys, &record, session.lease(), Duration::ZERO)
+            .await
+            .expect("registers");
+        // A second node with the same id is refused while the first lives.
+        let other = Session::start(&etcd, Duration::from_secs(1)).await.unwrap();
+        let e = register(
+            &etcd,
+            &keys,
+            &record,
+            other.lease(),
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("--node-id"), "{e}");
+
+        // The keep-alive holds the lease past several TTLs.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(session.state(), SessionState::Valid);
+        let mut c = etcd.client();
+        let prefix = keys.nodes();
+        let nodes = etcd
+            .call("get", async move {
+                c.get(prefix, Some(GetOptions::new().with_prefix())).await
+            })
+            .await
+            .unwrap();
+        assert_eq!(nodes.kvs().len(), 1);
+
+        // Closing revokes: the registration goes at once, and the id is free again.
+        session.close().await;
+        register(&etcd, &keys, &record, other.lease(), Duration::ZERO)
+            .await
+            .expect("the id is free after the first node closed");
+
+        // A lease that is not kept alive ends.
+        let mut c = etcd.client();
+        let lease = etcd
+            .call("grant", async move { c.lease_grant(1, None).await })
+            .await
+            .unwrap()
+            .id();
+        let mut c = etcd.client();
+        let key = keys.node("ghost");
+        etcd.call("put", async move {
+            c.put(key, "{}", Some(PutOptions::new().with_lease(lease)))
+                .await
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(2600)).await;
+        let mut c = etcd.client();
+        let key = keys.node("ghost");
+        let gone = etcd
+            .call("get", async move { c.get(key, None).await })
+            .await
+            .unwrap();
+        assert!(gone.kvs().is_empty(), "an unrenewed lease expires");
+    });
+}
