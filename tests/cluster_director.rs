@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use seqd::cluster::records::{HandoverRecord, NodeRecord, OwnerRecord, Role};
-use seqd::cluster::{Campaign, DirectorStatus, Etcd, Keys, NoHooks, Session, register};
+use seqd::cluster::{
+    Campaign, ClusterView, DirectorStatus, Etcd, Keys, NoHooks, Session, register,
+};
 use tokio::sync::watch;
 
 use common::etcd::EtcdServer;
@@ -199,6 +201,33 @@ fn director_elections_placement_failover_and_rebalance() {
         let (first, first_epoch) = elected[0].clone();
         assert!(!counts(&owners(&etcd, &keys).await).contains_key("gw"));
 
+        // A node's view of the cluster agrees with etcd, in `GET /v1/cluster`'s shape.
+        let view = ClusterView::start(&etcd, keys.clone(), "director", PARTITIONS)
+            .await
+            .expect("view");
+        let stored = owners(&etcd, &keys).await;
+        let json = serde_json::to_value(view.snapshot()).unwrap();
+        assert_eq!(json["cluster"], "director");
+        assert_eq!(json["partitions_count"], PARTITIONS);
+        assert_eq!(json["director"]["node"], first.as_str());
+        assert_eq!(json["director"]["epoch"], first_epoch);
+        assert_eq!(json["nodes"].as_array().unwrap().len(), 4);
+        let gw = &json["nodes"][0];
+        assert_eq!(gw["id"], "gw");
+        assert_eq!(gw["roles"], serde_json::json!(["gateway"]));
+        assert_eq!(gw["alive"], true);
+        assert!(gw["address"].is_string() && gw["admin"].is_string());
+        assert_eq!(gw["accepts_clients"], true);
+        let parts = json["partitions"].as_array().unwrap();
+        assert_eq!(parts.len(), usize::from(PARTITIONS));
+        assert_eq!(parts[0]["slots"], serde_json::json!([0, 2047]));
+        assert_eq!(parts[7]["slots"], serde_json::json!([14336, 16383]));
+        for part in parts {
+            let p = part["partition"].as_u64().unwrap() as u16;
+            assert_eq!(part["owner"], stored[&p].0.as_str());
+            assert_eq!(part["epoch"], stored[&p].1);
+        }
+
         // The Director's node dies (its lease is revoked): another is elected with a larger
         // epoch, and the dead node's partitions go to the live ones.
         let i = nodes.iter().position(|n| n.id == first).unwrap();
@@ -229,6 +258,25 @@ fn director_elections_placement_failover_and_rebalance() {
         )
         .await;
         let before = owners(&etcd, &keys).await;
+        // The view follows: the dead node is gone from it, the new owners are in it.
+        until(
+            "the view to follow the failover",
+            Duration::from_secs(5),
+            || {
+                let snap = view.snapshot();
+                let before = before.clone();
+                let first = first.clone();
+                async move {
+                    snap.nodes.iter().all(|n| n.id != first)
+                        && snap.partitions.iter().all(|p| {
+                            p.owner.as_deref() == Some(before[&p.partition].0.as_str())
+                                && p.epoch == Some(before[&p.partition].1)
+                        })
+                        && snap.director.is_some_and(|d| d.epoch > first_epoch)
+                }
+            },
+        )
+        .await;
 
         // A node joins: the Director asks for handovers; once the owners let go, the
         // partitions move and the layout is balanced again, with nothing else moved.
@@ -281,6 +329,7 @@ fn director_elections_placement_failover_and_rebalance() {
         .await;
         let _ = current;
 
+        view.stop().await;
         for n in nodes {
             let _ = n.stop.send(true);
             let _ = tokio::time::timeout(Duration::from_secs(5), n.task).await;

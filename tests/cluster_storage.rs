@@ -12,7 +12,7 @@ use seqd::cluster::{
     EtcdStorage, Keys, Ownership, Session, SessionState, check_meta, records::NodeRecord,
     records::Role, register,
 };
-use seqd::storage::{SeqStorage, SeqValue};
+use seqd::storage::{FaultyStorage, SeqStorage, SeqValue};
 use seqd::{Error, Number, PLogOffset, PartitionId, SeqId, Sequencer, WsId};
 
 use common::etcd::EtcdServer;
@@ -117,6 +117,89 @@ fn writes_are_fenced_by_the_partition_epoch() {
             .unwrap_err()
             .is_fenced()
     );
+}
+
+/// The fault-injection case: an owner's write stalls (a disk or network stall, GC) past a
+/// takeover; when it reaches etcd it is refused, its numbers are never acknowledged, and the
+/// new owner's state is what stays.
+#[test]
+fn a_write_delayed_past_a_takeover_is_refused() {
+    let Some(server) = EtcdServer::start() else {
+        return;
+    };
+    let etcd = server.client();
+    let keys = Keys::new("stall").unwrap();
+    let p = PartitionId(5);
+    let old_epoch = take(&etcd, &keys, p, "old");
+    let old = Arc::new(FaultyStorage::new(EtcdStorage::new(
+        Arc::clone(&etcd),
+        keys.clone(),
+        Ownership::new(p, old_epoch),
+        128,
+    )));
+    let mut seq = Sequencer::open(Arc::clone(&old), common::options()).expect("open");
+    let watcher = seq.watcher();
+    let mut last = Number(0);
+    for _ in 0..10 {
+        let mut tx = seq
+            .start_timeout(common::KIND, WsId(3), common::WAIT)
+            .unwrap();
+        last = tx.next(common::BLOCK).unwrap();
+        let c = tx.flush();
+        watcher
+            .wait_durable(c, common::WAIT)
+            .expect("durable before the stall");
+    }
+    assert_eq!(last, Number(10));
+
+    // The next write stalls for a second; meanwhile another node takes the partition.
+    old.set_latency(Duration::from_secs(1));
+    let mut tx = seq
+        .start_timeout(common::KIND, WsId(3), common::WAIT)
+        .unwrap();
+    assert_eq!(tx.next(common::BLOCK).unwrap(), Number(11));
+    let stalled = tx.flush();
+    std::thread::sleep(Duration::from_millis(200));
+    let new_epoch = take(&etcd, &keys, p, "new");
+    let new = EtcdStorage::new(
+        Arc::clone(&etcd),
+        keys.clone(),
+        Ownership::new(p, new_epoch),
+        128,
+    );
+    let mut next = Sequencer::open(new, common::options()).expect("open");
+    let mut tx = next
+        .start_timeout(common::KIND, WsId(3), common::WAIT)
+        .unwrap();
+    let theirs = tx.next_n(common::BLOCK, 5).unwrap();
+    // 11 was never acknowledged (its write had not landed): the new owner may hand it out.
+    assert_eq!(theirs, Number(11));
+    let c = tx.flush();
+    next.watcher()
+        .wait_durable(c, common::WAIT)
+        .expect("new owner writes");
+
+    // The stalled write reaches etcd after the takeover and is refused.
+    let e = watcher
+        .wait_durable(stalled, Duration::from_secs(10))
+        .expect_err("the stalled commit never becomes durable");
+    assert!(!matches!(e, Error::Timeout { .. }), "{e}");
+    assert!(old.inner().ownership().is_fenced());
+    assert!(
+        etcd.stats()
+            .fenced_writes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    old.set_latency(Duration::ZERO);
+    drop(seq);
+    // What etcd holds is the new owner's 15, not the old owner's 11.
+    let check = EtcdStorage::new(Arc::clone(&etcd), keys, Ownership::new(p, new_epoch), 128);
+    assert_eq!(
+        check.read_numbers(WsId(3), &[common::BLOCK]).unwrap(),
+        vec![Number(15)]
+    );
+    next.close().expect("close");
 }
 
 #[test]

@@ -48,6 +48,22 @@ const ENV: &[(&str, &str)] = &[
     ("SEQD_LOG_FORMAT", "json"),
     ("SEQD_IO_SPIN_US", "12"),
     ("SEQD_MAX_PENDING_BYTES", "70000"),
+    #[cfg(feature = "cluster")]
+    ("SEQD_ETCD", "http://127.0.0.1:1,http://127.0.0.1:2"),
+    #[cfg(feature = "cluster")]
+    ("SEQD_CLUSTER", "c1"),
+    #[cfg(feature = "cluster")]
+    ("SEQD_NODE_ID", "n1"),
+    #[cfg(feature = "cluster")]
+    ("SEQD_ADVERTISE", "10.0.0.1:7"),
+    #[cfg(feature = "cluster")]
+    ("SEQD_ROLES", "gateway"),
+    #[cfg(feature = "cluster")]
+    ("SEQD_LEASE_TTL", "3"),
+    #[cfg(feature = "cluster")]
+    ("SEQD_ETCD_TIMEOUT_MS", "500"),
+    #[cfg(feature = "cluster")]
+    ("SEQD_ETCD_MAX_TXN_OPS", "64"),
 ];
 
 /// The configuration `ENV` describes.
@@ -72,6 +88,17 @@ fn from_env() -> Config {
         request_timeout_secs: 10,
         write_timeout_secs: 11,
         log_format: LogFormat::Json,
+        #[cfg(feature = "cluster")]
+        cluster: seqd::daemon::ClusterConfig {
+            etcd: vec!["http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()],
+            cluster: "c1".into(),
+            node_id: Some("n1".into()),
+            advertise: Some("10.0.0.1:7".into()),
+            roles: vec!["gateway".into()],
+            lease_ttl_secs: 3,
+            etcd_timeout_ms: 500,
+            etcd_max_txn_ops: 64,
+        },
     }
 }
 

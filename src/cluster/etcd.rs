@@ -19,6 +19,9 @@ use etcd_client::{Client, ConnectOptions};
 
 use crate::storage::StorageError;
 
+/// The name of the client's runtime thread.
+const THREAD: &str = "seqd-etcd";
+
 /// Counters of the calls to etcd (metrics `seqd_etcd_*`, `seqd_fenced_writes_total`).
 #[derive(Debug, Default)]
 pub struct EtcdStats {
@@ -70,7 +73,7 @@ impl Etcd {
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .thread_name("seqd-etcd")
+            .thread_name(THREAD)
             .enable_all()
             .build()
             .map_err(|e| {
@@ -153,7 +156,8 @@ impl Etcd {
         }
     }
 
-    /// [`call`](Self::call) from a thread that may block (never an event loop).
+    /// [`call`](Self::call) from a thread that may block (never an event loop). On the
+    /// client's own thread it would wait for itself: it refuses instead.
     pub fn wait<T, F>(&self, what: &str, f: F) -> Result<T, StorageError>
     where
         F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
@@ -162,6 +166,12 @@ impl Etcd {
         let Some(handle) = self.runtime.handle() else {
             return Err(stopped());
         };
+        if std::thread::current().name() == Some(THREAD) {
+            return Err(StorageError::permanent(format!(
+                "etcd {what}: a blocking call on the etcd client's own thread; this is a bug \
+                 in seqd, please report it"
+            )));
+        }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let view = self.view();
         let what = what.to_owned();
@@ -169,6 +179,11 @@ impl Etcd {
             let _ = tx.send(view.call(&what, f).await);
         });
         rx.recv().unwrap_or_else(|_| Err(stopped()))
+    }
+
+    /// The client's runtime, for tasks that talk to other nodes ([`super::forward::Peers`]).
+    pub fn runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime.handle().cloned()
     }
 
     /// Spawns `f` on the client's runtime (watches, keep-alives, the Director).

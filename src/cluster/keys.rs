@@ -168,7 +168,19 @@ pub fn crc16(bytes: &[u8]) -> u16 {
 /// Workspace `ws`'s Redis hash slot: CRC16 of its canonical decimal form, mod 16384 — the slot
 /// a Redis Cluster client computes for `NEXT ws seq` (the workspace is the key).
 pub fn slot(ws: WsId) -> u16 {
-    crc16(ws.0.to_string().as_bytes()) % SLOTS
+    // The decimal digits on the stack: this runs per request in cluster mode.
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = ws.0;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    crc16(&digits[at..]) % SLOTS
 }
 
 /// The partition that owns `slot`: partitions split the slots into contiguous ranges.
@@ -202,7 +214,9 @@ mod tests {
     fn crc16_matches_redis() {
         assert_eq!(crc16(b"123456789"), 12739);
         assert_eq!(crc16(b"foo") % SLOTS, 12182);
-        assert_eq!(slot(WsId(42)), crc16(b"42") % SLOTS);
+        for ws in [0, 7, 42, 1_000_000, u64::MAX] {
+            assert_eq!(slot(WsId(ws)), crc16(ws.to_string().as_bytes()) % SLOTS);
+        }
     }
 
     #[test]

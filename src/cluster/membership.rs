@@ -63,6 +63,22 @@ pub async fn check_meta(etcd: &Arc<Etcd>, keys: &Keys, partitions: u16) -> Resul
     Ok(stored)
 }
 
+/// The cluster's [`Meta`], if the cluster exists.
+pub async fn read_meta(etcd: &Arc<Etcd>, keys: &Keys) -> Result<Option<Meta>> {
+    let mut client = etcd.client();
+    let key = keys.meta();
+    let response = etcd
+        .call(
+            "read the cluster",
+            async move { client.get(key, None).await },
+        )
+        .await?;
+    match response.kvs().first() {
+        None => Ok(None),
+        Some(kv) => Ok(Some(decode::<Meta>(kv.key(), kv.value())?)),
+    }
+}
+
 /// Puts `record` under `nodes/ID` on `lease`, only if no live node holds that id. While one
 /// does (a restarted node whose previous incarnation's lease has not expired yet), retries
 /// for up to `wait`, then fails naming the id.

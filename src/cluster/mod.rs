@@ -11,21 +11,29 @@
 //!   transaction conditional on the partition's epoch ([`Ownership`]);
 //! * [`Session`]: the node's lease, its keep-alive and the local deadline it answers under;
 //! * [`check_meta`] and [`register`]: joining;
-//! * [`Campaign`]: the Director's election and its rounds; [`plan`]: where partitions go.
+//! * [`Campaign`]: the Director's election and its rounds; [`plan`]: where partitions go;
+//! * [`ClusterView`]: a node's watch-fed picture of the cluster (`GET /v1/cluster`);
+//! * [`Holding`]: what a node does with one partition, as a state with checked transitions;
+//! * [`forward`]: pipelined connections to other nodes, for requests they own.
 
 mod director;
 mod etcd;
+pub mod forward;
+mod holding;
 pub mod keys;
 mod layout;
 mod membership;
 pub mod records;
 mod session;
 mod storage;
+mod view;
 
 pub use director::{Campaign, DirectorHooks, DirectorStatus, NoHooks};
 pub use etcd::{Etcd, EtcdStats};
+pub use holding::{Action, Holding, Stale};
 pub use keys::Keys;
 pub use layout::plan;
-pub use membership::{check_meta, register};
+pub use membership::{check_meta, read_meta, register};
 pub use session::{Session, SessionState, Validity, now};
-pub use storage::{DEFAULT_MAX_TXN_OPS, EtcdStorage, Ownership};
+pub use storage::{DEFAULT_MAX_TXN_OPS, EtcdStorage, Ownership, Vacant};
+pub use view::{ClusterSnapshot, ClusterView, DirectorSnapshot, NodeSnapshot, PartitionSnapshot};

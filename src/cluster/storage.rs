@@ -149,6 +149,107 @@ impl EtcdStorage {
     }
 }
 
+impl EtcdStorage {
+    /// A graceful handover: writes `exact` — the last number each sequence handed out, below
+    /// what its stored reservation may say — and deletes the partition's owner key and
+    /// handover request, the delete in the last transaction; every transaction fenced by the
+    /// epoch. The next owner starts right after `exact`: nothing skipped. The caller must
+    /// have stopped handing out numbers of the partition and let its last write finish.
+    pub async fn hand_over(&self, exact: &[SeqValue]) -> Result<(), StorageError> {
+        let p = self.ownership.partition;
+        let put = |v: &SeqValue| {
+            TxnOp::put(
+                self.keys.value(p, v.ws, v.seq),
+                v.number.0.to_string(),
+                None,
+            )
+        };
+        let deletes = 2;
+        let mut rest = exact;
+        while rest.len() + deletes > self.max_ops {
+            let (chunk, tail) = rest.split_at(self.max_ops.min(rest.len()));
+            self.fenced_txn_async(chunk.iter().map(put).collect())
+                .await?;
+            rest = tail;
+        }
+        let mut ops: Vec<TxnOp> = rest.iter().map(put).collect();
+        ops.push(TxnOp::delete(self.keys.owner(p), None));
+        ops.push(TxnOp::delete(self.keys.handover(p), None));
+        self.fenced_txn_async(ops).await?;
+        // Its key is gone: whatever this storage might still be asked to write is refused.
+        self.ownership.fence();
+        Ok(())
+    }
+
+    async fn fenced_txn_async(&self, ops: Vec<TxnOp>) -> Result<(), StorageError> {
+        if self.ownership.is_fenced() {
+            return Err(self.ownership.fenced_error());
+        }
+        let txn = Txn::new().when([self.fence_compare()]).and_then(ops);
+        let mut client = self.etcd.client();
+        let response = self
+            .etcd
+            .call("txn", async move { client.txn(txn).await })
+            .await?;
+        if response.succeeded() {
+            return Ok(());
+        }
+        self.ownership.fence();
+        self.etcd
+            .stats()
+            .fenced_writes
+            .fetch_add(1, Ordering::Relaxed);
+        Err(self.ownership.fenced_error())
+    }
+}
+
+/// The storage of a partition this node does not own: every call is refused as fenced. A
+/// daemon keeps its partitions' slots on it between owners.
+#[derive(Debug)]
+pub struct Vacant {
+    partition: PartitionId,
+}
+
+impl Vacant {
+    /// Partition `partition`'s placeholder.
+    pub fn new(partition: PartitionId) -> Vacant {
+        Vacant { partition }
+    }
+
+    fn refused(&self) -> StorageError {
+        StorageError::fenced(format!(
+            "partition {} is not owned by this node",
+            self.partition.0
+        ))
+    }
+}
+
+impl SeqStorage for Vacant {
+    fn read_numbers(&self, _ws: WsId, _seqs: &[SeqId]) -> Result<Vec<Number>, StorageError> {
+        Err(self.refused())
+    }
+
+    fn write_values_and_offset(
+        &self,
+        _values: &[SeqValue],
+        _next_offset: PLogOffset,
+    ) -> Result<(), StorageError> {
+        Err(self.refused())
+    }
+
+    fn read_next_offset(&self) -> Result<PLogOffset, StorageError> {
+        Err(self.refused())
+    }
+
+    fn replay(&self, _from: PLogOffset, _apply: &mut ReplayFn<'_>) -> Result<(), StorageError> {
+        Err(self.refused())
+    }
+
+    fn latency(&self) -> StorageLatency {
+        StorageLatency::Remote
+    }
+}
+
 impl SeqStorage for EtcdStorage {
     fn read_numbers(&self, ws: WsId, seqs: &[SeqId]) -> Result<Vec<Number>, StorageError> {
         let prefix = self.keys.workspace(self.ownership.partition, ws);

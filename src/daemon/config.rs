@@ -143,6 +143,11 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "SEQD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+
+    /// Cluster mode (`--etcd` and the flags that go with it).
+    #[cfg(feature = "cluster")]
+    #[command(flatten)]
+    pub cluster: super::cluster::ClusterConfig,
 }
 
 impl Default for Config {
@@ -167,6 +172,8 @@ impl Default for Config {
             request_timeout_secs: 30,
             write_timeout_secs: 30,
             log_format: LogFormat::Human,
+            #[cfg(feature = "cluster")]
+            cluster: super::cluster::ClusterConfig::default(),
         }
     }
 }
@@ -225,6 +232,14 @@ impl Config {
         }
         if self.auth_token.as_deref() == Some("") {
             return bad("--auth-token must not be empty");
+        }
+        #[cfg(feature = "cluster")]
+        {
+            self.cluster.validate()?;
+            if self.cluster.enabled() {
+                // Not the local store: every durable fact lives in etcd.
+                return Ok(());
+            }
         }
         if cfg!(not(feature = "rocksdb")) && self.store == StoreKind::Rocksdb {
             return bad(

@@ -29,6 +29,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/sequences/{ws}/{seq}/next", post(next))
         .route("/v1/flush", post(flush))
         .route("/v1/partitions/{p}/actualize", post(actualize))
+        .route("/v1/cluster", get(cluster))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(Arc::clone(&shared), guard))
@@ -68,13 +69,48 @@ async fn guard(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> R
     next.run(req).await
 }
 
+/// One request: answered here, or (cluster mode) by its partition's owner.
+async fn one(shared: &Shared, req: Req) -> Reply {
+    #[cfg(feature = "cluster")]
+    if let Some(node) = &shared.cluster {
+        let p = shared.partitions.of(req.ws());
+        if !shared.partitions.serving(p) {
+            let mut replies = node.forward(shared, p, &[req]).await;
+            return replies
+                .pop()
+                .unwrap_or_else(|| Reply::Busy("TRYAGAIN no reply from the owner".into()));
+        }
+    }
+    shared.partitions.one(req).await
+}
+
+/// `GET /v1/cluster`: the cluster as this node sees it (404 on a single node).
+async fn cluster(State(shared): State<Arc<Shared>>) -> Response {
+    #[cfg(feature = "cluster")]
+    if let Some(node) = &shared.cluster {
+        return Json(node.view.snapshot()).into_response();
+    }
+    let _ = &shared;
+    error(
+        StatusCode::NOT_FOUND,
+        "not in cluster mode: start seqd serve with --etcd to join a cluster",
+    )
+}
+
 async fn healthz() -> Response {
     Json(json!({ "status": "ok" })).into_response()
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let partitions = shared.partitions.len();
-    let why = shared.partitions.not_ready();
+    #[allow(unused_mut)]
+    let mut why = shared.partitions.not_ready();
+    #[cfg(feature = "cluster")]
+    if let Some(node) = &shared.cluster
+        && node.session_state() != crate::cluster::SessionState::Valid
+    {
+        why.push("the node's etcd lease is not confirmed (etcd unreachable?)".into());
+    }
     if why.is_empty() {
         Json(json!({ "ready": true, "partitions": partitions })).into_response()
     } else {
@@ -91,7 +127,13 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let statuses = shared.partitions.statuses().await;
-    let body = shared.metrics.render(statuses);
+    #[allow(unused_mut)]
+    let mut node = super::metrics::NodeSeries::default();
+    #[cfg(feature = "cluster")]
+    if let Some(n) = &shared.cluster {
+        node = n.series(&shared.partitions);
+    }
+    let body = shared.metrics.render(statuses, node);
     (
         [(
             header::CONTENT_TYPE,
@@ -182,7 +224,7 @@ async fn peek(
         Ok(ids) => ids,
         Err(resp) => return *resp,
     };
-    let reply = shared.partitions.one(Req::Peek { ws, seq }).await;
+    let reply = one(&shared, Req::Peek { ws, seq }).await;
     reply_response(
         &shared,
         reply,
@@ -226,7 +268,7 @@ async fn next(
             }
         }
     }
-    let reply = shared.partitions.one(Req::Next { ws, seq, count }).await;
+    let reply = one(&shared, Req::Next { ws, seq, count }).await;
     reply_response(
         &shared,
         reply,

@@ -162,10 +162,11 @@ impl Metrics {
 
     /// The Prometheus text exposition, with the partitions as of `statuses` (this scrape's
     /// own: nothing is kept between scrapes).
-    pub(crate) fn render(&self, statuses: Vec<PartitionStatus>) -> String {
+    pub(crate) fn render(&self, statuses: Vec<PartitionStatus>, node: NodeSeries) -> String {
         use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut partitions = Registry::default();
         partitions.register_collector(Box::new(PartitionCollector { statuses }));
+        partitions.register_collector(Box::new(node));
         let mut out = String::new();
         let encoded = encode_registry(&mut out, &self.registry)
             .and_then(|()| encode_registry(&mut out, &partitions))
@@ -180,6 +181,29 @@ impl Metrics {
 
 fn micros(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Node-wide series read at scrape time (cluster mode): (name, help, value).
+#[derive(Debug, Default)]
+pub(crate) struct NodeSeries {
+    pub(crate) counters: Vec<(&'static str, &'static str, u64)>,
+    pub(crate) gauges: Vec<(&'static str, &'static str, i64)>,
+}
+
+impl Collector for NodeSeries {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for (name, help, v) in &self.counters {
+            let metric = ConstCounter::new(*v);
+            let family = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+            metric.encode(family)?;
+        }
+        for (name, help, v) in &self.gauges {
+            let metric = ConstGauge::new(*v);
+            let family = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+            metric.encode(family)?;
+        }
+        Ok(())
+    }
 }
 
 /// One scrape's partition series.

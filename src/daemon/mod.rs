@@ -7,8 +7,11 @@
 //! replies, write the final flush, save lease cursors, close storage.
 
 mod clients;
+#[cfg(feature = "cluster")]
+mod cluster;
 pub mod command;
 mod config;
+mod gate;
 mod http;
 mod info;
 mod io;
@@ -31,6 +34,8 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+#[cfg(feature = "cluster")]
+pub use cluster::ClusterConfig;
 pub use config::{Config, DurabilityMode, LogFormat, StoreKind};
 pub use lease::{GROW_BELOW, MAX_WINDOW, MIN_WINDOW, SHRINK_ABOVE};
 pub use status::PartitionStatus;
@@ -43,10 +48,19 @@ use metrics::Metrics;
 use partitions::Partitions;
 use pending::PendingBudget;
 
+/// This node in its cluster (cluster mode); never present without the `cluster` feature.
+#[cfg(feature = "cluster")]
+pub(crate) type ClusterNode = Arc<cluster::Node>;
+/// This node in its cluster (cluster mode); never present without the `cluster` feature.
+#[cfg(not(feature = "cluster"))]
+pub(crate) type ClusterNode = std::convert::Infallible;
+
 /// What connections and HTTP handlers share.
 pub(crate) struct Shared {
     pub(crate) config: Config,
-    pub(crate) partitions: Partitions,
+    pub(crate) partitions: Arc<Partitions>,
+    /// Cluster mode: this node in its cluster.
+    pub(crate) cluster: Option<ClusterNode>,
     pub(crate) metrics: Metrics,
     pub(crate) backend: Arc<dyn Backend>,
     /// The open connections (`CLIENT LIST`).
@@ -92,11 +106,38 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     config.validate()?;
+    #[cfg(feature = "cluster")]
+    if config.cluster.enabled() {
+        return run_cluster(config, listener, admin, shutdown).await;
+    }
     let c = config.clone();
     let backend = tokio::task::spawn_blocking(move || open_backend(&c))
         .await
         .map_err(|e| panicked("opening storage", e))??;
     run_with_backend(config, backend, listener, admin, shutdown).await
+}
+
+/// Cluster mode: joins the cluster (retrying while etcd is unreachable, until `shutdown`),
+/// then serves as a member of it.
+#[cfg(feature = "cluster")]
+async fn run_cluster(
+    config: Config,
+    listener: TcpListener,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let addr = local_addr(&listener)?;
+    let admin_addr = local_addr(&admin)?;
+    tokio::pin!(shutdown);
+    let node = tokio::select! {
+        node = cluster::Node::join(&config, addr, admin_addr) => node?,
+        () = &mut shutdown => return Ok(()),
+    };
+    let backend: Arc<dyn Backend> = Arc::new(cluster::ClusterBackend {
+        etcd: Arc::clone(&node.etcd),
+        keys: node.keys.clone(),
+    });
+    serve_on(config, backend, listener, admin, shutdown, Some(node)).await
 }
 
 /// [`run`] on a given [`Backend`] (tests put fault-injecting storage under the daemon).
@@ -108,6 +149,18 @@ pub async fn run_with_backend(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     config.validate()?;
+    serve_on(config, backend, listener, admin, shutdown, None).await
+}
+
+/// Serves on `backend` until `shutdown` resolves; in cluster mode as the member `cluster`.
+async fn serve_on(
+    config: Config,
+    backend: Arc<dyn Backend>,
+    listener: TcpListener,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    cluster: Option<ClusterNode>,
+) -> Result<()> {
     let addr = local_addr(&listener)?;
     let admin_addr = local_addr(&admin)?;
     tracing::info!(
@@ -120,7 +173,11 @@ pub async fn run_with_backend(
     let cursors = tokio::task::spawn_blocking(move || b.take_cursors())
         .await
         .map_err(|e| panicked("reading the lease cursors", e))??;
-    let partitions = Partitions::start(&config, &*backend, cursors)?;
+    #[cfg(feature = "cluster")]
+    let slots = cluster.as_ref().map(|n| n.partitions);
+    #[cfg(not(feature = "cluster"))]
+    let slots = None;
+    let partitions = Arc::new(Partitions::start(&config, &*backend, cursors, slots)?);
     // Each connection thread holds a few descriptors of its own (epoll, its wake-up).
     let io_fds = 4 * u64::from(config.io_thread_count());
     let max = match limits::fit_connections(config.max_connections, io_fds) {
@@ -134,6 +191,7 @@ pub async fn run_with_backend(
         pending: PendingBudget::new(config.max_pending_bytes),
         config,
         partitions,
+        cluster,
         metrics: Metrics::new(),
         backend: Arc::clone(&backend),
         clients: Arc::new(Clients::default()),
@@ -142,6 +200,18 @@ pub async fn run_with_backend(
         started: Instant::now(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
+    #[cfg(feature = "cluster")]
+    let (driver_stop, driver) = {
+        let (tx, rx) = watch::channel(false);
+        let task = shared.cluster.as_ref().map(|node| {
+            tokio::spawn(cluster::driver::run(
+                Arc::clone(node),
+                Arc::clone(&shared.partitions),
+                rx,
+            ))
+        });
+        (tx, task)
+    };
 
     let mut http_stop = stop_rx.clone();
     let router = http::router(Arc::clone(&shared));
@@ -204,6 +274,17 @@ pub async fn run_with_backend(
         }
     }
 
+    #[cfg(feature = "cluster")]
+    if let Some(node) = &shared.cluster {
+        // Hand every partition over first, while connections are still served (requests
+        // for the handed-over partitions go to their next owners).
+        tracing::info!("stopping: handing the partitions over");
+        let _ = driver_stop.send(true);
+        if let Some(task) = driver {
+            let _ = task.await;
+        }
+        node.leave().await;
+    }
     tracing::info!("stopping: no new connections; draining");
     drop(listener);
     let _ = stop_tx.send(true);
@@ -217,7 +298,10 @@ pub async fn run_with_backend(
     io.stop().await;
     let _ = http.await;
     let report = shared.partitions.stop().await;
-    if shared.config.durability == DurabilityMode::Lease && !report.cursors.is_empty() {
+    if shared.config.durability == DurabilityMode::Lease
+        && !report.cursors.is_empty()
+        && shared.cluster.is_none()
+    {
         let n = report.cursors.len();
         match tokio::task::spawn_blocking(move || backend.save_cursors(&report.cursors)).await {
             Ok(Ok(())) => tracing::info!(sequences = n, "saved lease cursors"),

@@ -31,13 +31,14 @@ mod leased;
 mod worker;
 
 pub(crate) use batch::{Batch, Reply, Req};
-pub(crate) use worker::Worker;
+pub(crate) use worker::{Opener, Worker};
 
 use super::config::DurabilityMode;
+use super::gate::{Gate, Opening};
 use super::lease::{Key, LeaseTable};
 use super::status::{PartitionCounters, PartitionStatus};
 use crate::error::{BusyReason, Error};
-use crate::sequencer::{Closing, Committed, Sequencer};
+use crate::sequencer::{Closing, Committed, DurabilityWatcher, Sequencer};
 use crate::storage::SeqValue;
 use crate::types::{Number, PLogOffset, PartitionId, SeqId, WsId, WsKind};
 use crate::util::lock;
@@ -60,6 +61,47 @@ pub(crate) enum Msg {
     Prefetch(Key),
     /// Finish: wait for the last commit, close the sequencer, return unused lease cursors.
     Stop(oneshot::Sender<StopReport>),
+    /// Cluster mode: the partition is now owned under `opening.epoch`; serve it from a new
+    /// sequencer on `storage` once that has recovered. The old sequencer is closed.
+    Acquire {
+        storage: Arc<dyn crate::storage::SeqStorage>,
+        opening: Opening,
+        done: oneshot::Sender<()>,
+    },
+    /// Cluster mode: stop answering, finish the writes in flight, and report the exact next
+    /// number of every leased sequence (a graceful handover).
+    Drain(oneshot::Sender<DrainReport>),
+    /// Cluster mode: the partition is no longer owned here; its sequencer is dropped for one
+    /// on `storage` (which refuses everything) without writing anything more.
+    Release {
+        storage: Arc<dyn crate::storage::SeqStorage>,
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// What a drained partition hands over.
+#[derive(Debug, Default)]
+pub(crate) struct DrainReport {
+    /// The next number of each sequence that holds unused reserved numbers.
+    pub(crate) cursors: Vec<SeqValue>,
+    /// Whether everything committed before the drain became durable.
+    pub(crate) settled: bool,
+}
+
+/// The parts of a partition bound to its current sequencer, read by the connection threads
+/// without the partition's lock (swapped when cluster mode replaces the sequencer).
+pub(crate) struct Parts {
+    pub(crate) watcher: DurabilityWatcher,
+    pub(crate) flush: crate::flusher::FlushHandle,
+}
+
+impl Parts {
+    pub(crate) fn of(seq: &Sequencer) -> Arc<Parts> {
+        Arc::new(Parts {
+            watcher: seq.watcher(),
+            flush: seq.flush_handle(),
+        })
+    }
 }
 
 /// What a stopped worker hands back.
@@ -90,6 +132,12 @@ pub(crate) struct Partition {
     /// Replies answered with a number that became `-BUSY` while waiting for durability
     /// (discarded, not persisted in time, shutdown); `counters.busy` counts the others.
     late_busy: Arc<AtomicU64>,
+    /// The sequencer-bound parts the connection threads read.
+    pub(crate) parts: Arc<arc_swap::ArcSwap<Parts>>,
+    /// Cluster mode: whether requests may be answered here now.
+    pub(crate) gate: Option<Arc<Gate>>,
+    /// Cluster mode: the gate to open once the current sequencer has recovered.
+    pending_open: Option<Opening>,
 }
 
 /// A [`Partition`] as connections, HTTP handlers and its worker share it.
@@ -102,8 +150,13 @@ impl Partition {
         mode: DurabilityMode,
         restore: Vec<SeqValue>,
         leases: LeaseTable,
+        gate: Option<Arc<Gate>>,
     ) -> Self {
+        let parts = Arc::new(arc_swap::ArcSwap::new(Parts::of(&seq)));
         Partition {
+            parts,
+            gate,
+            pending_open: None,
             id,
             seq,
             mode,
@@ -166,7 +219,76 @@ impl Partition {
         }
         self.generation = self.seq.generation();
         self.ready.store(true, Ordering::Release);
-        tracing::info!(partition = self.id.0, leases = restored, "partition ready");
+        match (&self.gate, self.pending_open.take()) {
+            (Some(gate), Some(opening)) => {
+                tracing::info!(
+                    partition = self.id.0,
+                    epoch = opening.epoch,
+                    "partition serving"
+                );
+                gate.open(opening);
+            }
+            (None, _) => {
+                tracing::info!(partition = self.id.0, leases = restored, "partition ready")
+            }
+            (Some(_), None) => {}
+        }
+    }
+
+    /// Whether this node may answer requests of the partition now (always, single-node).
+    #[inline]
+    pub(crate) fn serving(&self) -> bool {
+        self.gate.as_ref().is_none_or(|g| g.serving().is_some())
+    }
+
+    /// Cluster mode: replaces the sequencer with `seq`, dropping every state bound to the old
+    /// one (leases, parked flushes, readiness), and returns the old one for the caller to
+    /// close without the lock. `opening` opens the gate once `seq` has recovered; `None`
+    /// leaves it closed.
+    pub(crate) fn replace(&mut self, seq: Sequencer, opening: Option<Opening>) -> Sequencer {
+        if let Some(g) = &self.gate {
+            g.close();
+        }
+        for (_, tx) in self.parked.drain(..) {
+            let _ = tx.send(Err(Error::Busy {
+                reason: BusyReason::Closing,
+            }));
+        }
+        lock(&self.leases).clear();
+        self.last_commit = None;
+        self.ready.store(false, Ordering::Release);
+        self.restore = Some(Vec::new());
+        self.generation = seq.generation();
+        self.parts.store(Parts::of(&seq));
+        self.pending_open = opening;
+        std::mem::replace(&mut self.seq, seq)
+    }
+
+    /// Cluster mode: stops answering (gate closed, leases closed) and returns the cursors of
+    /// the leased sequences, the last commit and the watcher to wait for it with.
+    pub(crate) fn begin_drain(&mut self) -> (Vec<SeqValue>, Option<Committed>, DurabilityWatcher) {
+        if let Some(g) = &self.gate {
+            g.close();
+        }
+        self.pending_open = None;
+        self.on_progress();
+        for (_, tx) in self.parked.drain(..) {
+            let _ = tx.send(Err(Error::Busy {
+                reason: BusyReason::Closing,
+            }));
+        }
+        let mut leases = lock(&self.leases);
+        leases.close();
+        let cursors = leases
+            .cursors()
+            .map(|((ws, seq), next)| SeqValue {
+                ws,
+                seq,
+                number: Number(next),
+            })
+            .collect();
+        drop(leases);
+        (cursors, self.last_commit, self.seq.watcher())
     }
 
     /// Answers every request of `batch`, in order (see the module docs).
@@ -176,10 +298,16 @@ impl Partition {
         if batch.late_busy.is_none() {
             batch.late_busy = Some(Arc::clone(&self.late_busy));
         }
+        if self.gate.is_some() {
+            batch.answered_by = Some(self.parts.load_full());
+        }
         self.try_restore();
         let restoring = self.restore.is_some();
+        let serving = self.serving();
         for i in 0..batch.reqs.len() {
-            let (reply, dep) = if restoring {
+            let (reply, dep) = if !serving {
+                (Reply::Busy(moved(self.id)), None)
+            } else if restoring {
                 (Reply::Busy(recovering()), None)
             } else {
                 self.one(batch.reqs[i])
@@ -306,6 +434,15 @@ impl Partition {
         drop(leases);
         (cursors, self.seq.begin_close())
     }
+}
+
+/// The reply of a request that reached a partition this node does not serve now (cluster
+/// mode: it moved, or this node's lease may have expired). Nothing was taken.
+pub(crate) fn moved(p: PartitionId) -> String {
+    format!(
+        "TRYAGAIN partition {} is not served by this node now; retry",
+        p.0
+    )
 }
 
 fn recovering() -> String {

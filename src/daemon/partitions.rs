@@ -7,15 +7,18 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::config::Config;
+use super::gate::{Gate, Opening};
 use super::lease::{Key, LeaseTable, Leases};
-use super::partition::{Batch, Core, KIND, Msg, Partition, Reply, Req, Worker};
+use super::partition::{
+    Batch, Core, DrainReport, KIND, Msg, Opener, Partition, Parts, Reply, Req, Worker,
+};
 use super::status::{PartitionStatus, not_ready_because};
 use super::store::Backend;
 use crate::error::{BusyReason, Error, Result};
 use crate::flusher::FlushHandle;
 use crate::options::{Options, ProgressHook};
-use crate::sequencer::{DurabilityWatcher, Sequencer};
-use crate::storage::{SeqValue, StorageLatency};
+use crate::sequencer::Sequencer;
+use crate::storage::{SeqStorage, SeqValue, StorageLatency};
 use crate::types::{Number, PLogOffset, PartitionId, SeqTypes};
 use crate::util::lock;
 
@@ -38,10 +41,14 @@ struct Handle {
     leases: Option<LeaseTable>,
     /// Bumped by the flusher on every durable write, discard and actualization.
     durable: watch::Receiver<u64>,
-    watcher: DurabilityWatcher,
-    /// Writes the partition's pending batch on the caller's thread (see
-    /// `IoContext::write_before_sleep`).
-    flush: FlushHandle,
+    /// The durability watcher and the flush handle (which writes the partition's pending
+    /// batch on the caller's thread, see `IoContext::write_before_sleep`) of the current
+    /// sequencer.
+    parts: Arc<arc_swap::ArcSwap<Parts>>,
+    /// Cluster mode: whether this node answers for the partition now.
+    gate: Option<Arc<Gate>>,
+    /// Cluster mode: not owned here (its sequencer refuses everything); left out of readiness.
+    vacant: AtomicBool,
     /// Its storage is local ([`StorageLatency::Local`]): event loops may answer its requests
     /// (reading storage on a cache miss) and write its batches. Otherwise only blocking
     /// threads call it.
@@ -53,6 +60,8 @@ struct Handle {
 /// The partition workers of a running daemon.
 pub(crate) struct Partitions {
     handles: Vec<Handle>,
+    /// Cluster mode: workspaces map to partitions by their Redis hash slot, not `ws % n`.
+    by_slot: bool,
 }
 
 /// What stopping every partition left behind.
@@ -64,14 +73,17 @@ pub(crate) struct Stopped {
 }
 
 impl Partitions {
-    /// Opens one sequencer per partition on `backend` and starts its worker thread. Recovery
-    /// runs in the background; a partition answers -BUSY until it is ready.
+    /// Opens one sequencer per partition on `backend` and starts its worker thread.
+    /// Recovery runs in the background; a partition answers -BUSY until it is ready. With
+    /// `cluster: Some(n)` (cluster mode): `n` partitions that start vacant, each behind a
+    /// closed [`Gate`], and workspaces map to partitions by hash slot.
     pub(crate) fn start(
         config: &Config,
         backend: &dyn Backend,
         cursors: Vec<SeqValue>,
+        cluster: Option<u16>,
     ) -> Result<Partitions> {
-        let n = config.partition_count();
+        let n = cluster.unwrap_or_else(|| config.partition_count());
         let mut per_partition: Vec<Vec<SeqValue>> = (0..n).map(|_| Vec::new()).collect();
         if config.durability == super::DurabilityMode::Sync {
             if !cursors.is_empty() {
@@ -94,51 +106,73 @@ impl Partitions {
             let wants_progress = Arc::new(AtomicBool::new(true));
             let (durable_tx, durable) = watch::channel(0u64);
             let hook = {
+                let durable_tx = Arc::new(durable_tx);
                 let progress = Arc::clone(&progress);
                 let wants = Arc::clone(&wants_progress);
                 let weak = tx.downgrade();
-                ProgressHook::new(move || {
-                    // Connections waiting for their replies' durability first, then the
-                    // worker if it has something to do with it (see `Worker`).
-                    durable_tx.send_modify(|n| *n = n.wrapping_add(1));
-                    if wants.load(Ordering::SeqCst)
-                        && !progress.swap(true, Ordering::AcqRel)
-                        && let Some(tx) = weak.upgrade()
-                    {
-                        let _ = tx.try_send(Msg::Wake);
-                    }
-                })
+                move || {
+                    let durable_tx = Arc::clone(&durable_tx);
+                    let progress = Arc::clone(&progress);
+                    let wants = Arc::clone(&wants);
+                    let weak = weak.clone();
+                    ProgressHook::new(move || {
+                        // Connections waiting for their replies' durability first, then the
+                        // worker if it has something to do with it (see `Worker`).
+                        durable_tx.send_modify(|n| *n = n.wrapping_add(1));
+                        if wants.load(Ordering::SeqCst)
+                            && !progress.swap(true, Ordering::AcqRel)
+                            && let Some(tx) = weak.upgrade()
+                        {
+                            let _ = tx.try_send(Msg::Wake);
+                        }
+                    })
+                }
             };
-            let options = Options {
-                seq_types: SeqTypes::new().with_all(KIND, Number(config.initial)),
-                cache_capacity: config.cache_capacity,
-                max_unflushed: config.max_unflushed,
+            let (initial, cache_capacity, max_unflushed) =
+                (config.initial, config.cache_capacity, config.max_unflushed);
+            // A remote store's batches are written by the flusher alone (no connection thread
+            // writes them), so it starts at once rather than after CALLER_WRITES.
+            let options = move |flush_interval| Options {
+                seq_types: SeqTypes::new().with_all(KIND, Number(initial)),
+                cache_capacity,
+                max_unflushed,
                 // The connection threads write what their requests committed before they
                 // sleep (sync: every `NEXT`; lease: reservations a reply waits for); the
                 // worker writes only what they left (after CALLER_WRITES), and retries. Lease
                 // top-ups, committed by the partition's worker, are written at once
                 // (`flush_soon`).
-                flush_interval: CALLER_WRITES,
-                on_progress: Some(hook),
+                flush_interval,
+                on_progress: Some(hook()),
                 ..Options::default()
             };
             let leases: LeaseTable =
                 Arc::new(std::sync::Mutex::new(Leases::new(config.max_leases)));
             let storage = backend.partition(PartitionId(p));
             let local = storage.latency() == StorageLatency::Local;
-            let seq = Sequencer::open_named(storage, options, &format!("seqd-flush-{p}"))?;
-            let watcher = seq.watcher();
-            let flush = seq.flush_handle();
+            let interval = if local {
+                CALLER_WRITES
+            } else {
+                std::time::Duration::ZERO
+            };
+            let name = format!("seqd-flush-{p}");
+            let seq = Sequencer::open_named(storage, options(interval), &name)?;
+            let gate = cluster.map(|_| Arc::new(Gate::default()));
             let partition = Partition::new(
                 PartitionId(p),
                 seq,
                 config.durability,
                 restore,
                 Arc::clone(&leases),
+                gate.clone(),
             );
+            let parts = Arc::clone(&partition.parts);
             let ready = Arc::clone(&partition.ready);
             let core: Core = Arc::new(std::sync::Mutex::new(partition));
-            let worker = Worker::new(Arc::clone(&core), rx, progress, wants_progress);
+            let opener = Opener {
+                options: Box::new(move || options(std::time::Duration::ZERO)),
+                name,
+            };
+            let worker = Worker::new(Arc::clone(&core), rx, progress, wants_progress, opener);
             let thread = std::thread::Builder::new()
                 .name(format!("seqd-part-{p}"))
                 .spawn(move || worker.run())
@@ -152,14 +186,18 @@ impl Partitions {
                 tx,
                 leases: lease_mode.then_some(leases),
                 durable,
-                watcher,
-                flush,
+                parts,
+                vacant: AtomicBool::new(gate.is_some()),
+                gate,
                 local,
                 ready,
                 thread: std::sync::Mutex::new(Some(thread)),
             });
         }
-        Ok(Partitions { handles })
+        Ok(Partitions {
+            handles,
+            by_slot: cluster.is_some(),
+        })
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -169,7 +207,66 @@ impl Partitions {
     /// The partition of workspace `ws`.
     #[inline]
     pub(crate) fn of(&self, ws: u64) -> usize {
+        #[cfg(feature = "cluster")]
+        if self.by_slot {
+            let n = u16::try_from(self.handles.len()).unwrap_or(u16::MAX);
+            return usize::from(crate::cluster::keys::partition_of(crate::types::WsId(ws), n).0);
+        }
         (ws % self.handles.len() as u64) as usize
+    }
+
+    /// Cluster mode: whether this node answers for partition `p` now (always, single-node).
+    #[inline]
+    pub(crate) fn serving(&self, p: usize) -> bool {
+        match self.handles.get(p) {
+            Some(h) => h.gate.as_ref().is_none_or(|g| g.serving().is_some()),
+            None => false,
+        }
+    }
+
+    /// Cluster mode: the epoch partition `p` is served under here, if it is.
+    pub(crate) fn serving_epoch(&self, p: usize) -> Option<i64> {
+        self.handles.get(p)?.gate.as_ref()?.serving()
+    }
+
+    /// Cluster mode: serves partition `p` under `opening` from a new sequencer on
+    /// `storage`, once it has recovered.
+    pub(crate) async fn acquire(
+        &self,
+        p: usize,
+        storage: Arc<dyn SeqStorage>,
+        opening: Opening,
+    ) -> bool {
+        let Some(h) = self.handles.get(p) else {
+            return false;
+        };
+        h.vacant.store(false, Ordering::Release);
+        let (done, rx) = oneshot::channel();
+        let msg = Msg::Acquire {
+            storage,
+            opening,
+            done,
+        };
+        h.tx.send(msg).await.is_ok() && rx.await.is_ok()
+    }
+
+    /// Cluster mode: stops answering partition `p` and reports what a graceful handover
+    /// writes.
+    pub(crate) async fn drain(&self, p: usize) -> Option<DrainReport> {
+        self.ask(p, Msg::Drain).await
+    }
+
+    /// Cluster mode: drops partition `p`'s sequencer for one on `storage` (a vacant one).
+    pub(crate) async fn release(&self, p: usize, storage: Arc<dyn SeqStorage>) -> bool {
+        let Some(h) = self.handles.get(p) else {
+            return false;
+        };
+        if let Some(g) = &h.gate {
+            g.close();
+        }
+        h.vacant.store(true, Ordering::Release);
+        let (done, rx) = oneshot::channel();
+        h.tx.send(Msg::Release { storage, done }).await.is_ok() && rx.await.is_ok()
     }
 
     /// Lease mode: partition `p`'s lease table, for answering from durable leases.
@@ -194,9 +291,15 @@ impl Partitions {
         self.handles
             .iter()
             .enumerate()
+            .filter(|(_, h)| !h.vacant.load(Ordering::Acquire))
             .filter_map(|(p, h)| {
-                not_ready_because(restored(h), h.watcher.state(), h.watcher.storage_failing())
-                    .map(|why| format!("partition {p}: {why}"))
+                let parts = h.parts.load();
+                not_ready_because(
+                    restored(h),
+                    parts.watcher.state(),
+                    parts.watcher.storage_failing(),
+                )
+                .map(|why| format!("partition {p}: {why}"))
             })
             .collect()
     }
@@ -205,8 +308,9 @@ impl Partitions {
     /// `loading:1`, which clients such as ioredis wait out before they send commands.
     pub(crate) fn recovering(&self) -> bool {
         self.handles.iter().any(|h| {
-            !h.ready.load(Ordering::Acquire)
-                || h.watcher.state() != crate::stats::SequencerState::Ready
+            !h.vacant.load(Ordering::Acquire)
+                && (!h.ready.load(Ordering::Acquire)
+                    || h.parts.load().watcher.state() != crate::stats::SequencerState::Ready)
         })
     }
 
@@ -242,7 +346,7 @@ impl Partitions {
     /// Partition `p`'s checkpoint and its generation, read from its sequencer's atomics
     /// ([`DurabilityWatcher::checkpoint`]).
     pub(crate) fn durability(&self, p: usize) -> Option<(PLogOffset, u64)> {
-        self.handles.get(p)?.watcher.checkpoint()
+        self.handles.get(p)?.parts.load().watcher.checkpoint()
     }
 
     /// Whether partition `p`'s storage is local (see [`StorageLatency`]).
@@ -252,7 +356,7 @@ impl Partitions {
 
     /// A handle that writes partition `p`'s pending batch on the caller's thread.
     pub(crate) fn flush_handle(&self, p: usize) -> Option<FlushHandle> {
-        Some(self.handles.get(p)?.flush.clone())
+        Some(self.handles.get(p)?.parts.load().flush.clone())
     }
 
     /// Partition `p`'s progress signal: bumped by its flusher after every durable write,
@@ -278,23 +382,30 @@ impl Partitions {
         let Some(h) = self.handles.get(p) else {
             return;
         };
+        // The sequencer that answered the batch (cluster mode may replace it meanwhile: its
+        // commits then never become durable on the new one, and the batch is abandoned).
+        let parts = batch
+            .answered_by
+            .clone()
+            .unwrap_or_else(|| h.parts.load_full());
+        let watcher = &parts.watcher;
         let waited = tokio::time::timeout(DURABLE_WAIT, async {
             loop {
                 // Marks the current progress seen before looking, so none is missed.
                 durable.borrow_and_update();
-                if batch.settle(&h.watcher) {
+                if batch.settle(watcher) {
                     return;
                 }
                 if durable.changed().await.is_err() {
                     // The sequencer is closed: what is not durable now never will be.
-                    batch.settle(&h.watcher);
+                    batch.settle(watcher);
                     batch.abandon_unsettled("BUSY the server is shutting down");
                     return;
                 }
             }
         })
         .await;
-        if waited.is_err() && !batch.settle(&h.watcher) {
+        if waited.is_err() && !batch.settle(watcher) {
             batch.abandon_unsettled(
                 "BUSY storage did not persist these numbers in time; they were not issued, retry",
             );

@@ -3,6 +3,8 @@
 
 #[cfg(feature = "daemon")]
 pub mod bench;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 #[cfg(feature = "daemon")]
 pub mod daemon;
 #[cfg(feature = "cluster")]

@@ -38,6 +38,25 @@ impl Daemon {
     /// [`start`](Self::start) through `wrapper` (a program and its arguments that runs the
     /// command after them, such as `prlimit --nofile=64 --`).
     pub fn start_wrapped(wrapper: &[&str], dir: &Path, mode: &str, extra: &[&str]) -> Daemon {
+        let dir = dir.to_string_lossy();
+        let mut args = vec![
+            "--partitions",
+            "2",
+            "--durability",
+            mode,
+            "--data-dir",
+            &dir,
+        ];
+        args.extend_from_slice(extra);
+        Daemon::serve_wrapped(wrapper, &args)
+    }
+
+    /// `seqd serve --port 0 --admin-port 0` plus `args`, and nothing else (cluster nodes).
+    pub fn serve(args: &[&str]) -> Daemon {
+        Daemon::serve_wrapped(&[], args)
+    }
+
+    fn serve_wrapped(wrapper: &[&str], args: &[&str]) -> Daemon {
         let started = Instant::now();
         let seqd = env!("CARGO_BIN_EXE_seqd");
         let mut command = match wrapper.split_first() {
@@ -49,20 +68,8 @@ impl Daemon {
             }
         };
         let mut child = command
-            .args([
-                "serve",
-                "--port",
-                "0",
-                "--admin-port",
-                "0",
-                "--partitions",
-                "2",
-            ])
-            .arg("--durability")
-            .arg(mode)
-            .arg("--data-dir")
-            .arg(dir)
-            .args(extra)
+            .args(["serve", "--port", "0", "--admin-port", "0"])
+            .args(args)
             .env("SEQD_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

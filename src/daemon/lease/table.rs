@@ -317,8 +317,10 @@ impl Leases {
     }
 
     /// Drops every lease and parked range (after an actualization: reservations in flight
-    /// were discarded, and offsets are reused).
+    /// were discarded, and offsets are reused; or a new sequencer took over the partition)
+    /// and opens the table again.
     pub(crate) fn clear(&mut self) {
+        self.closed = false;
         self.map.clear();
         self.order.clear();
         self.parked.clear();

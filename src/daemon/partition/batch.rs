@@ -36,7 +36,7 @@ pub(crate) enum Reply {
 }
 
 /// Requests of one connection read for one partition, sent together and returned together.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Batch {
     pub(crate) reqs: Vec<Req>,
     pub(crate) replies: Vec<Reply>,
@@ -44,6 +44,9 @@ pub(crate) struct Batch {
     /// The answering partition's count of replies that became `-BUSY` after answering
     /// (set by [`Partition::answer`](super::Partition::answer)).
     pub(super) late_busy: Option<Arc<AtomicU64>>,
+    /// Cluster mode: the sequencer parts that answered it, which its commits must be
+    /// checked against (the partition's sequencer may be replaced before they settle).
+    pub(crate) answered_by: Option<Arc<super::Parts>>,
 }
 
 impl Batch {

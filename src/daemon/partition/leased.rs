@@ -64,6 +64,9 @@ impl Partition {
     /// A connection's [`super::Msg::Prefetch`]: tops up the lease of `key` unless a
     /// reservation is already on its way or the lease is gone.
     pub(super) fn prefetch(&mut self, key: (WsId, SeqId)) {
+        if !self.serving() {
+            return;
+        }
         self.sync_generation();
         let n = lock(&self.leases).plan_prefetch(key, Instant::now());
         if let Some(n) = n {

@@ -10,9 +10,19 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::{Core, Msg, Partition, StopReport};
+use super::{Core, DrainReport, Msg, Partition, StopReport};
 use crate::daemon::config::DurabilityMode;
+use crate::options::Options;
+use crate::sequencer::Sequencer;
+use crate::storage::SeqStorage;
 use crate::util::lock;
+
+/// How a worker opens a new sequencer for its partition (cluster mode): the options (with
+/// the partition's progress hook) and the thread name.
+pub(crate) struct Opener {
+    pub(crate) options: Box<dyn Fn() -> Options + Send>,
+    pub(crate) name: String,
+}
 
 /// The thread of one partition: takes [`Msg`]s until told to stop.
 pub(crate) struct Worker {
@@ -26,6 +36,7 @@ pub(crate) struct Worker {
     /// serve from themselves). Otherwise, in sync mode, progress concerns only the
     /// connections waiting for their replies.
     wants_progress: Arc<AtomicBool>,
+    opener: Opener,
 }
 
 impl Worker {
@@ -34,12 +45,32 @@ impl Worker {
         rx: mpsc::Receiver<Msg>,
         progress: Arc<AtomicBool>,
         wants_progress: Arc<AtomicBool>,
+        opener: Opener,
     ) -> Self {
         Worker {
             core,
             rx,
             progress,
             wants_progress,
+            opener,
+        }
+    }
+
+    /// Cluster mode: puts a new sequencer on `storage` in place of the current one (opened
+    /// here, off the partition's lock; recovery runs in its background) and closes the old
+    /// one, bounded, without the lock.
+    fn swap(&self, storage: Arc<dyn SeqStorage>, opening: Option<super::Opening>) {
+        let id = lock(&self.core).id;
+        match Sequencer::open_named(storage, (self.opener.options)(), &self.opener.name) {
+            Ok(seq) => {
+                let old = lock(&self.core).replace(seq, opening);
+                if let Err(e) = old.close() {
+                    tracing::debug!(partition = id.0, error = %e, "the replaced sequencer closed with an error");
+                }
+            }
+            Err(e) => {
+                tracing::error!(partition = id.0, error = %e, "cannot open the partition's sequencer");
+            }
         }
     }
 
@@ -74,6 +105,29 @@ impl Worker {
                     let _ = tx.send(stop(&self.core));
                     return;
                 }
+                Msg::Acquire {
+                    storage,
+                    opening,
+                    done,
+                } => {
+                    drop(core);
+                    self.swap(storage, Some(opening));
+                    let _ = done.send(());
+                    core = lock(&self.core);
+                }
+                Msg::Release { storage, done } => {
+                    drop(core);
+                    self.swap(storage, None);
+                    let _ = done.send(());
+                    core = lock(&self.core);
+                }
+                Msg::Drain(tx) => {
+                    let (cursors, last, watcher) = core.begin_drain();
+                    drop(core);
+                    let settled = last.is_none_or(|c| watcher.wait_durable(c, DRAIN_WAIT).is_ok());
+                    let _ = tx.send(DrainReport { cursors, settled });
+                    core = lock(&self.core);
+                }
             }
             if self.progress.swap(false, Ordering::AcqRel) {
                 core.on_progress();
@@ -96,6 +150,9 @@ impl Worker {
         self.wants_progress.store(wants, Ordering::SeqCst);
     }
 }
+
+/// Longest a drain waits for the last commit to become durable.
+const DRAIN_WAIT: Duration = Duration::from_secs(5);
 
 /// Waits (bounded) for the last commit, closes the sequencer, collects the cursors. Holds
 /// the lock only to change state, not while it waits.

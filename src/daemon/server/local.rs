@@ -175,6 +175,10 @@ impl Conn {
             }
             ClientSub::SetName(name) => {
                 let name = String::from_utf8_lossy(name).into_owned();
+                #[cfg(feature = "cluster")]
+                {
+                    self.peer = name == crate::cluster::forward::PEER_NAME;
+                }
                 self.client.update(|v| v.name = name);
                 self.local(|o| protocol::write_simple(o, "OK"));
             }

@@ -55,6 +55,8 @@ enum Slot {
     Local(Range<usize>),
     /// Reply `index` of the batch sent to partition `p`.
     Routed { p: usize, index: usize },
+    /// Cluster mode: reply `index` of the requests forwarded to partition `p`'s owner.
+    Forwarded { p: usize, index: usize },
     /// Answered after the batches: it needs the partitions' statuses or storage.
     Deferred(Deferred),
 }
@@ -89,6 +91,14 @@ struct Conn {
     args: Args,
     /// Requests per command kind in this read, added to the shared metrics once per read.
     counts: super::metrics::RequestCounts,
+    /// Cluster mode: per partition, this read's requests for a partition served elsewhere,
+    /// and their replies.
+    forwards: Vec<Vec<Req>>,
+    forwarded: Vec<Vec<Reply>>,
+    /// Cluster mode: another node forwarding its clients' requests (`CLIENT SETNAME
+    /// seqd-peer`): a request for a partition not served here is refused with `-TRYAGAIN`,
+    /// never forwarded again.
+    pub(super) peer: bool,
 }
 
 /// Serves one client until it quits, breaks the protocol, times out, or the server stops.
@@ -122,6 +132,9 @@ pub(crate) async fn serve_connection(
         progress,
         args: Args::new(),
         counts: Default::default(),
+        forwards: Vec::new(),
+        forwarded: Vec::new(),
+        peer: false,
     };
     let request_timeout = conn.shared.config.request_timeout();
     let write_timeout = conn.shared.config.write_timeout();
@@ -228,6 +241,9 @@ impl Conn {
         for b in &mut self.batches {
             b.clear();
         }
+        for f in &mut self.forwards {
+            f.clear();
+        }
         let mut pos = 0;
         let mut args = std::mem::take(&mut self.args);
         let mut spare: Vec<&[u8]> = Vec::new();
@@ -310,6 +326,18 @@ impl Conn {
             Req::Peek { .. } => self.counts.peek += 1,
         }
         let p = self.shared.partitions.of(req.ws());
+        if self.shared.cluster.is_some() && self.batches[p].reqs.is_empty() {
+            // Cluster mode: a partition served elsewhere. Once one request of this read is
+            // forwarded, the partition's later ones follow it (request order).
+            let forwarding = self.forwards.get(p).is_some_and(|f| !f.is_empty());
+            if forwarding || !self.shared.partitions.serving(p) {
+                if self.peer {
+                    let id = crate::types::PartitionId(u16::try_from(p).unwrap_or(u16::MAX));
+                    return self.local_error(&super::partition::moved(id));
+                }
+                return self.forward(p, req);
+            }
+        }
         // Once a request of this read joined the partition's batch, its later ones follow
         // it there, so a connection sees a sequence's numbers in request order.
         if self.batches[p].reqs.is_empty()
@@ -320,6 +348,18 @@ impl Conn {
         let index = self.batches[p].reqs.len();
         self.batches[p].reqs.push(req);
         self.slots.push(Slot::Routed { p, index });
+    }
+
+    /// Cluster mode: queues `req` for partition `p`'s owner.
+    fn forward(&mut self, p: usize, req: Req) {
+        let n = self.shared.partitions.len();
+        if self.forwards.len() < n {
+            self.forwards.resize_with(n, Vec::new);
+            self.forwarded.resize_with(n, Vec::new);
+        }
+        let index = self.forwards[p].len();
+        self.forwards[p].push(req);
+        self.slots.push(Slot::Forwarded { p, index });
     }
 
     /// Lease mode: answers from the partition's durable leases, without the worker.
@@ -371,6 +411,14 @@ impl Conn {
                 self.shared.partitions.settle(p, batch, durable).await;
             }
         }
+        #[cfg(feature = "cluster")]
+        if let Some(node) = &self.shared.cluster {
+            for (p, reqs) in self.forwards.iter().enumerate() {
+                if !reqs.is_empty() {
+                    self.forwarded[p] = node.forward(&self.shared, p, reqs).await;
+                }
+            }
+        }
     }
 
     /// Encodes every reply, in request order, into `out`.
@@ -378,19 +426,35 @@ impl Conn {
         for slot in &self.slots {
             match slot {
                 Slot::Local(r) => self.out.extend_from_slice(&self.local[r.clone()]),
-                Slot::Routed { p, index } => match self.batches[*p].replies.get(*index) {
-                    Some(Reply::Number(n)) => protocol::write_uint(&mut self.out, *n),
-                    Some(Reply::Busy(msg)) => {
-                        self.counts.busy += 1;
-                        protocol::write_error(&mut self.out, msg)
-                    }
-                    Some(Reply::Error(msg)) => protocol::write_error(&mut self.out, msg),
-                    None => protocol::write_error(&mut self.out, "ERR internal: reply missing"),
-                },
+                Slot::Routed { p, index } => {
+                    let reply = self.batches[*p].replies.get(*index);
+                    write_reply(&mut self.out, &mut self.counts, reply);
+                }
+                Slot::Forwarded { p, index } => {
+                    let reply = self.forwarded.get(*p).and_then(|r| r.get(*index));
+                    write_reply(&mut self.out, &mut self.counts, reply);
+                }
                 Slot::Deferred(_) => {
                     protocol::write_error(&mut self.out, "ERR internal: reply not resolved")
                 }
             }
         }
+    }
+}
+
+/// Encodes a partition's reply (`None`: it is missing, an internal error).
+fn write_reply(
+    out: &mut Vec<u8>,
+    counts: &mut super::metrics::RequestCounts,
+    reply: Option<&Reply>,
+) {
+    match reply {
+        Some(Reply::Number(n)) => protocol::write_uint(out, *n),
+        Some(Reply::Busy(msg)) => {
+            counts.busy += 1;
+            protocol::write_error(out, msg)
+        }
+        Some(Reply::Error(msg)) => protocol::write_error(out, msg),
+        None => protocol::write_error(out, "ERR internal: reply missing"),
     }
 }

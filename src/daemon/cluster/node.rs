@@ -1,0 +1,371 @@
+//! [`Node`]: this daemon as a member of a cluster — its etcd connection, session and
+//! registration, its view of the cluster, its Director campaign, its peers — and joining.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use super::ClusterConfig;
+use crate::cluster::forward::{PEER_NAME, PeerOptions, Peers};
+use crate::cluster::records::{NodeRecord, Role};
+use crate::cluster::{
+    Campaign, ClusterView, DirectorStatus, Etcd, Keys, NoHooks, Session, SessionState, Validity,
+    check_meta, read_meta, register,
+};
+use crate::daemon::Config;
+use crate::error::{Error, Result};
+use crate::storage::StorageError;
+use crate::util::lock;
+
+/// Counters behind the cluster's metrics.
+#[derive(Debug, Default)]
+pub(crate) struct NodeStats {
+    /// Partitions this node took or lost.
+    pub(crate) ownership_changes: AtomicU64,
+    /// Partitions this node handed over gracefully.
+    pub(crate) handovers: AtomicU64,
+    /// Times this node was elected Director.
+    pub(crate) elections: AtomicU64,
+    /// Sessions this node started (more than one: it lost its lease and registered again).
+    pub(crate) sessions: AtomicU64,
+}
+
+/// A running Director campaign.
+struct Director {
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    status: watch::Receiver<DirectorStatus>,
+}
+
+/// This daemon in its cluster.
+pub(crate) struct Node {
+    pub(crate) etcd: Arc<Etcd>,
+    pub(crate) keys: Keys,
+    /// `--node-id`.
+    pub(crate) id: String,
+    /// The cluster's partition count.
+    pub(crate) partitions: u16,
+    pub(crate) view: ClusterView,
+    pub(crate) peers: Arc<Peers>,
+    pub(crate) stats: NodeStats,
+    record: NodeRecord,
+    ttl: Duration,
+    pub(crate) max_ops: usize,
+    session: Mutex<Option<Session>>,
+    /// The current session's deadline check, for the gates opened under it.
+    validity: ArcSwap<Validity>,
+    director: Mutex<Option<Director>>,
+}
+
+impl Node {
+    /// Joins the cluster `config` names: connects to etcd (retrying, with the reason logged,
+    /// until it answers), agrees on the partition count, starts a session, registers, reads
+    /// the cluster and campaigns for Director. `listen` and `admin` are the bound addresses.
+    pub(crate) async fn join(
+        config: &Config,
+        listen: SocketAddr,
+        admin: SocketAddr,
+    ) -> Result<Arc<Node>> {
+        let cc: &ClusterConfig = &config.cluster;
+        let keys = Keys::new(&cc.cluster)?;
+        let roles = cc.parsed_roles()?;
+        let advertise = cc.advertise.clone().unwrap_or_else(|| listen.to_string());
+        if listen.ip().is_unspecified() && cc.advertise.is_none() {
+            tracing::warn!(
+                %listen,
+                "listening on all interfaces without --advertise: other nodes are told {advertise}; set --advertise HOST:PORT"
+            );
+        }
+        let id = cc.node_id.clone().unwrap_or_else(|| advertise.clone());
+        let (etcd, partitions) = connect(config, &keys).await?;
+        let record = NodeRecord {
+            id: id.clone(),
+            address: advertise,
+            admin: admin.to_string(),
+            accepts_clients: roles.contains(&Role::Gateway),
+            roles,
+            version: env!("CARGO_PKG_VERSION").into(),
+            started_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        };
+        let ttl = cc.lease_ttl();
+        let session = Session::start(&etcd, ttl).await?;
+        // A previous incarnation of this id may hold it until its lease expires.
+        register(
+            &etcd,
+            &keys,
+            &record,
+            session.lease(),
+            session.ttl() + Duration::from_secs(2),
+        )
+        .await?;
+        let view = ClusterView::start(&etcd, keys.clone(), &cc.cluster, partitions).await?;
+        let runtime = etcd.runtime().ok_or_else(|| {
+            Error::Storage(StorageError::permanent(
+                "the etcd client stopped while joining",
+            ))
+        })?;
+        let peers = Peers::new(
+            runtime,
+            PeerOptions {
+                auth_token: config.auth_token.clone(),
+                timeout: Duration::from_secs(5),
+                name: Some(PEER_NAME.into()),
+            },
+        );
+        tracing::info!(
+            node = %id,
+            cluster = %cc.cluster,
+            partitions,
+            lease_ttl_s = session.ttl().as_secs(),
+            "joined the cluster"
+        );
+        let node = Arc::new(Node {
+            validity: ArcSwap::from_pointee(session.validity()),
+            etcd,
+            keys,
+            id,
+            partitions,
+            view,
+            peers,
+            stats: NodeStats::default(),
+            record,
+            ttl,
+            max_ops: cc.etcd_max_txn_ops,
+            session: Mutex::new(None),
+            director: Mutex::new(None),
+        });
+        node.stats.sessions.fetch_add(1, Ordering::Relaxed);
+        node.campaign(session.lease());
+        *lock(&node.session) = Some(session);
+        Ok(node)
+    }
+
+    /// The TTL asked for the node's lease.
+    pub(crate) fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The current session's deadline check.
+    pub(crate) fn validity(&self) -> Arc<Validity> {
+        self.validity.load_full()
+    }
+
+    /// Where the current session stands.
+    pub(crate) fn session_state(&self) -> SessionState {
+        lock(&self.session)
+            .as_ref()
+            .map_or(SessionState::Lost, Session::state)
+    }
+
+    /// This node's Director epoch, if it directs.
+    pub(crate) fn director_epoch(&self) -> Option<i64> {
+        lock(&self.director)
+            .as_ref()
+            .and_then(|d| d.status.borrow().epoch)
+    }
+
+    /// The node's series for `/metrics`.
+    pub(crate) fn series(
+        &self,
+        partitions: &crate::daemon::partitions::Partitions,
+    ) -> crate::daemon::metrics::NodeSeries {
+        let etcd = self.etcd.stats();
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let served = (0..partitions.len())
+            .filter(|p| partitions.serving_epoch(*p).is_some())
+            .count();
+        let epoch = self.director_epoch();
+        crate::daemon::metrics::NodeSeries {
+            counters: vec![
+                (
+                    "seqd_cluster_ownership_changes",
+                    "Partitions this node took over or gave up",
+                    get(&self.stats.ownership_changes),
+                ),
+                (
+                    "seqd_cluster_handovers",
+                    "Partitions this node handed over gracefully (exact values, nothing skipped)",
+                    get(&self.stats.handovers),
+                ),
+                (
+                    "seqd_fenced_writes",
+                    "Writes etcd refused because the partition had another owner",
+                    get(&etcd.fenced_writes),
+                ),
+                ("seqd_etcd_requests", "Calls to etcd", get(&etcd.calls)),
+                (
+                    "seqd_etcd_errors",
+                    "Calls to etcd that failed (unreachable, timed out, refused)",
+                    get(&etcd.errors),
+                ),
+                (
+                    "seqd_etcd_latency_microseconds",
+                    "Sum of the etcd calls' latencies (divide by seqd_etcd_requests for the mean)",
+                    get(&etcd.latency_us),
+                ),
+                (
+                    "seqd_director_elections",
+                    "Times this node was elected Director",
+                    get(&self.stats.elections),
+                ),
+                (
+                    "seqd_cluster_sessions",
+                    "etcd leases this node registered with (more than one: it lost one)",
+                    get(&self.stats.sessions),
+                ),
+            ],
+            gauges: vec![
+                (
+                    "seqd_cluster_partitions_served",
+                    "Partitions this node answers for now",
+                    i64::try_from(served).unwrap_or(i64::MAX),
+                ),
+                (
+                    "seqd_director_epoch",
+                    "This node's Director epoch (0: not the Director)",
+                    epoch.unwrap_or(0),
+                ),
+            ],
+        }
+    }
+
+    /// Starts campaigning for Director on `lease`, replacing a campaign on an older lease.
+    fn campaign(self: &Arc<Self>, lease: i64) {
+        let (campaign, status) = Campaign::new(
+            Arc::clone(&self.etcd),
+            self.keys.clone(),
+            self.id.clone(),
+            lease,
+            self.partitions,
+            Arc::new(NoHooks),
+        );
+        let (stop, stopped) = watch::channel(false);
+        let task = self.etcd.spawn(campaign.run(stopped));
+        // Count elections.
+        let mut watch_status = status.clone();
+        let me = Arc::downgrade(self);
+        self.etcd.spawn(async move {
+            let mut last = None;
+            while watch_status.changed().await.is_ok() {
+                let epoch = watch_status.borrow().epoch;
+                if epoch.is_some()
+                    && epoch != last
+                    && let Some(node) = me.upgrade()
+                {
+                    node.stats.elections.fetch_add(1, Ordering::Relaxed);
+                }
+                last = epoch;
+            }
+        });
+        let old = lock(&self.director).replace(Director { stop, task, status });
+        if let Some(old) = old {
+            let _ = old.stop.send(true);
+        }
+    }
+
+    /// After the session was lost: a new lease, a new registration (a new incarnation: every
+    /// partition it owns from now on has a new epoch) and a new campaign. Retries until it
+    /// works or `stop`.
+    pub(crate) async fn renew_session(self: &Arc<Self>, stop: &mut watch::Receiver<bool>) {
+        let mut wait = Duration::from_millis(100);
+        while !*stop.borrow() {
+            match self.try_renew().await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot register again in the cluster; retrying");
+                    tokio::select! {
+                        _ = stop.changed() => {}
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    async fn try_renew(self: &Arc<Self>) -> Result<()> {
+        let session = Session::start(&self.etcd, self.ttl).await?;
+        register(
+            &self.etcd,
+            &self.keys,
+            &self.record,
+            session.lease(),
+            session.ttl() + Duration::from_secs(2),
+        )
+        .await?;
+        self.validity.store(Arc::new(session.validity()));
+        self.stats.sessions.fetch_add(1, Ordering::Relaxed);
+        self.campaign(session.lease());
+        let old = lock(&self.session).replace(session);
+        drop(old);
+        tracing::info!(node = %self.id, "registered again in the cluster with a new lease");
+        Ok(())
+    }
+
+    /// Leaves the cluster: stops campaigning (resigning if Director), stops following the
+    /// cluster, and revokes the lease (its keys go at once).
+    pub(crate) async fn leave(&self) {
+        let director = lock(&self.director).take();
+        if let Some(mut d) = director {
+            let _ = d.stop.send(true);
+            if let Some(task) = d.task.take() {
+                let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+            }
+        }
+        let session = lock(&self.session).take();
+        if let Some(s) = session {
+            s.close().await;
+        }
+        tracing::info!(node = %self.id, "left the cluster");
+    }
+}
+
+/// Connects to etcd and agrees on the partition count, retrying while etcd is unreachable.
+async fn connect(config: &Config, keys: &Keys) -> Result<(Arc<Etcd>, u16)> {
+    let cc = &config.cluster;
+    let mut wait = Duration::from_millis(200);
+    loop {
+        let (endpoints, timeout) = (cc.etcd.clone(), cc.etcd_timeout());
+        let connected = tokio::task::spawn_blocking(move || Etcd::connect(&endpoints, timeout))
+            .await
+            .map_err(|e| Error::Panicked {
+                context: "connecting to etcd".into(),
+                message: e.to_string(),
+            })?;
+        let attempt = match connected {
+            Ok(etcd) => agree(config, &etcd, keys).await.map(|n| (etcd, n)),
+            Err(e) => Err(Error::Storage(e)),
+        };
+        match attempt {
+            Ok(done) => return Ok(done),
+            Err(Error::Storage(e)) if e.is_retryable() => {
+                tracing::error!(
+                    error = %e,
+                    etcd = %cc.etcd.join(","),
+                    retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "cannot reach etcd; is it running? retrying"
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The partition count: the cluster's; `--partitions` must agree with it when given.
+async fn agree(config: &Config, etcd: &Arc<Etcd>, keys: &Keys) -> Result<u16> {
+    let stored = read_meta(etcd, keys).await?;
+    let wanted = match (config.partitions, stored) {
+        (Some(n), _) => n,
+        (None, Some(meta)) => meta.partitions,
+        (None, None) => config.partition_count(),
+    };
+    Ok(check_meta(etcd, keys, wanted).await?.partitions)
+}
