@@ -280,3 +280,50 @@ fn a_node_with_another_partition_count_refuses_to_start() {
         "{log}"
     );
 }
+
+#[test]
+fn an_etcd_outage_is_waited_out() {
+    let Some(mut c) = Cluster::start(2, "sync", PARTITIONS) else {
+        return;
+    };
+    c.wait_placed(Duration::from_secs(30), |_| true);
+    let mut conns = BTreeMap::new();
+    let mut record = Record::default();
+    for w in 0..WORKSPACES {
+        let n = take(&c, &mut conns, 0, w);
+        record.add(w, n);
+    }
+    // etcd down: nothing can be acknowledged (sync mode needs etcd's commit); requests are
+    // refused, never answered with a number that could come again.
+    c.etcd.kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut conn = c.client(1);
+    for w in 0..2 {
+        match next(&mut conn, w, 0) {
+            Ok(n) => record.add(w, n),
+            Err(e) => {
+                let e = e.to_lowercase();
+                assert!(
+                    e.contains("busy") || e.contains("tryagain") || e.contains("timed out"),
+                    "{e}"
+                );
+            }
+        }
+    }
+    let ready = reqwest::blocking::get(format!("http://{}/readyz", c.node(1).admin)).unwrap();
+    assert_eq!(ready.status(), 503, "not ready while etcd is down");
+    // etcd back: service resumes by itself, above everything acknowledged.
+    c.etcd.restart();
+    c.wait_placed(Duration::from_secs(30), |_| true);
+    conns.clear();
+    for w in 0..WORKSPACES {
+        let n = take(&c, &mut conns, 1, w);
+        assert!(
+            n > record.last(w),
+            "workspace {w}: {n} after {}",
+            record.last(w)
+        );
+        record.add(w, n);
+    }
+    record.check();
+}

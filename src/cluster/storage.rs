@@ -9,6 +9,9 @@
 //! clock says. The refusal is a [`StorageError::fenced`] error, and the storage refuses every
 //! later write at once ([`Ownership::is_fenced`]).
 //!
+//! Reads are fenced the same way: a node that lost the partition must not read the next
+//! owner's checkpoint, or its recovery would take that owner's offsets for its own.
+//!
 //! etcd limits a transaction to `--max-txn-ops` operations (128 by default). A larger batch
 //! is written as several fenced transactions in order, the checkpoint in the last one: a crash
 //! between them leaves some values written without the offset that covers them, never the
@@ -19,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse};
 
 use super::etcd::Etcd;
 use super::keys::{Keys, seq_in};
@@ -136,13 +139,40 @@ impl EtcdStorage {
         Err(self.ownership.fenced_error())
     }
 
-    fn read_u64(&self, key: String) -> Result<Option<u64>, StorageError> {
+    /// A read, fenced like a write: `If mod_revision(owner/P) == E Then get`. A node that
+    /// lost the partition must not read another owner's checkpoint either: its recovery would
+    /// take that owner's offsets for its own and call its own unwritten commits durable.
+    fn fenced_get(
+        &self,
+        key: String,
+        options: Option<GetOptions>,
+    ) -> Result<Vec<KeyValue>, StorageError> {
+        if self.ownership.is_fenced() {
+            return Err(self.ownership.fenced_error());
+        }
+        let txn = Txn::new()
+            .when([self.fence_compare()])
+            .and_then([TxnOp::get(key, options)]);
         let mut client = self.etcd.client();
-        let k = key.clone();
         let response = self
             .etcd
-            .wait("get", async move { client.get(k, None).await })?;
-        match response.kvs().first() {
+            .wait("read", async move { client.txn(txn).await })?;
+        if !response.succeeded() {
+            self.ownership.fence();
+            return Err(self.ownership.fenced_error());
+        }
+        Ok(response
+            .op_responses()
+            .into_iter()
+            .find_map(|r| match r {
+                TxnOpResponse::Get(mut g) => Some(g.take_kvs()),
+                _ => None,
+            })
+            .unwrap_or_default())
+    }
+
+    fn read_u64(&self, key: String) -> Result<Option<u64>, StorageError> {
+        match self.fenced_get(key, None)?.first() {
             None => Ok(None),
             Some(kv) => decode_u64(kv.key(), kv.value()).map(Some),
         }
@@ -253,14 +283,9 @@ impl SeqStorage for Vacant {
 impl SeqStorage for EtcdStorage {
     fn read_numbers(&self, ws: WsId, seqs: &[SeqId]) -> Result<Vec<Number>, StorageError> {
         let prefix = self.keys.workspace(self.ownership.partition, ws);
-        let mut client = self.etcd.client();
-        let response = self.etcd.wait("range read", async move {
-            client
-                .get(prefix, Some(GetOptions::new().with_prefix()))
-                .await
-        })?;
-        let mut stored = HashMap::with_capacity(response.kvs().len());
-        for kv in response.kvs() {
+        let kvs = self.fenced_get(prefix, Some(GetOptions::new().with_prefix()))?;
+        let mut stored = HashMap::with_capacity(kvs.len());
+        for kv in &kvs {
             let seq = seq_in(kv.key()).ok_or_else(|| {
                 StorageError::permanent(format!(
                     "malformed etcd key {}; was it written by another program?",

@@ -69,9 +69,12 @@ impl Cluster {
         self.nodes[i].as_ref().expect("a running node")
     }
 
-    /// The index of node `id`.
+    /// The index of node `id` (its latest start: an id may be restarted).
     pub fn index(&self, id: &str) -> usize {
-        self.ids.iter().position(|x| x == id).expect("a known node")
+        self.ids
+            .iter()
+            .rposition(|x| x == id)
+            .expect("a known node")
     }
 
     /// Indexes of the running nodes.
@@ -119,11 +122,24 @@ impl Cluster {
             if ok {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "the cluster was not placed within {within:?}: {}",
-                self.view(self.running()[0])
-            );
+            if Instant::now() >= deadline {
+                let states: Vec<String> = self
+                    .running()
+                    .iter()
+                    .map(|&i| {
+                        let ready = http
+                            .get(format!("http://{}/readyz", self.node(i).admin))
+                            .send()
+                            .and_then(|r| r.text())
+                            .unwrap_or_else(|e| e.to_string());
+                        format!("{}: readyz {ready}; view {}", self.ids[i], self.view(i))
+                    })
+                    .collect();
+                panic!(
+                    "the cluster was not placed within {within:?}:\n{}",
+                    states.join("\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }

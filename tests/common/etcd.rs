@@ -15,10 +15,13 @@ pub struct EtcdServer {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// The command line, to start it again on the same data and ports.
+    args: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
-/// The `etcd` binary, or `None` (with a note) when the test should be skipped.
+/// `Some` when the `etcd` binary is installed, `None` (with a note) when the test should be
+/// skipped.
 fn binary() -> Option<&'static str> {
     let found = Command::new("etcd")
         .arg("--version")
@@ -37,6 +40,15 @@ fn binary() -> Option<&'static str> {
     None
 }
 
+fn spawn(args: &[String]) -> Child {
+    Command::new("etcd")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start etcd")
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -47,7 +59,7 @@ fn free_port() -> u16 {
 impl EtcdServer {
     /// Starts one member and waits until it answers; `None` when etcd is not installed.
     pub fn start() -> Option<EtcdServer> {
-        let etcd = binary()?;
+        binary()?;
         // A port picked here can be taken before etcd binds it: then try other ports.
         for _attempt in 0..3 {
             let dir = tempfile::tempdir().expect("temp dir");
@@ -55,25 +67,23 @@ impl EtcdServer {
             let url = format!("http://127.0.0.1:{client}");
             let peer_url = format!("http://127.0.0.1:{peer}");
             let data = dir.path().join("data");
-            let child = Command::new(etcd)
-                .arg("--name=seqd-test")
-                .arg(format!("--data-dir={}", data.display()))
-                .arg(format!("--listen-client-urls={url}"))
-                .arg(format!("--advertise-client-urls={url}"))
-                .arg(format!("--listen-peer-urls={peer_url}"))
-                .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-                .arg(format!("--initial-cluster=seqd-test={peer_url}"))
-                .arg("--initial-cluster-state=new")
-                .arg("--heartbeat-interval=50")
-                .arg("--election-timeout=500")
-                .arg("--log-level=error")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start etcd");
+            let args = vec![
+                "--name=seqd-test".to_string(),
+                format!("--data-dir={}", data.display()),
+                format!("--listen-client-urls={url}"),
+                format!("--advertise-client-urls={url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster=seqd-test={peer_url}"),
+                "--initial-cluster-state=new".into(),
+                "--heartbeat-interval=50".into(),
+                "--election-timeout=500".into(),
+                "--log-level=error".into(),
+            ];
             let mut server = EtcdServer {
-                child,
+                child: spawn(&args),
                 url,
+                args,
                 _dir: dir,
             };
             if server.wait_ready(Duration::from_secs(15)) {
@@ -103,6 +113,22 @@ impl EtcdServer {
             std::thread::sleep(Duration::from_millis(50));
         }
         false
+    }
+
+    /// Kills etcd (SIGKILL); its data stays for [`restart`](Self::restart).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts etcd again on the same data and ports and waits until it answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn(&self.args);
+        assert!(
+            self.wait_ready(Duration::from_secs(15)),
+            "etcd did not come back"
+        );
     }
 
     /// A client of this server.
