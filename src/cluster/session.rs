@@ -228,6 +228,13 @@ async fn keep_alive(
                     return;
                 }
                 Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
+                    // etcd may refuse to renew a lease it has expired by breaking the stream
+                    // rather than answering TTL 0: ask it whether the lease still exists.
+                    if lease_gone(&etcd, lease).await {
+                        tracing::warn!(lease, "the node's lease expired in etcd: session lost");
+                        shared.state.store(LOST, Ordering::Release);
+                        return;
+                    }
                     tracing::warn!(lease, "renewing the node's lease failed; retrying");
                     stream = None;
                 }
@@ -238,4 +245,16 @@ async fn keep_alive(
             () = tokio::time::sleep(period) => {}
         }
     }
+}
+
+/// Whether etcd says `lease` no longer exists (TTL -1). An unreachable etcd says nothing:
+/// `false`.
+async fn lease_gone(etcd: &Etcd, lease: i64) -> bool {
+    let mut client = etcd.client();
+    let answer = etcd
+        .call("lease time-to-live", async move {
+            client.lease_time_to_live(lease, None).await
+        })
+        .await;
+    answer.is_ok_and(|r| r.ttl() < 0)
 }

@@ -100,8 +100,9 @@ impl Cluster {
             .map(String::from)
     }
 
-    /// Waits until every running node sees every partition owned by a running node (and
-    /// `check` holds of the owners), and answers `/readyz` 200.
+    /// Waits until every running node sees every partition owned by a running node, the
+    /// layout balanced over the running nodes (counts differ by at most one: the Director's
+    /// rebalancing is done) and `check` holding of the owners, and answers `/readyz` 200.
     pub fn wait_placed(&self, within: Duration, check: impl Fn(&[String]) -> bool) {
         let deadline = Instant::now() + within;
         let http = reqwest::blocking::Client::new();
@@ -114,9 +115,19 @@ impl Cluster {
                 let owners: Vec<String> = (0..self.partitions)
                     .filter_map(|p| self.owner(i, p))
                     .collect();
+                let counts: Vec<usize> = self
+                    .running()
+                    .iter()
+                    .map(|&r| owners.iter().filter(|o| **o == self.ids[r]).count())
+                    .collect();
+                let (most, least) = (
+                    counts.iter().max().copied().unwrap_or(0),
+                    counts.iter().min().copied().unwrap_or(0),
+                );
                 ready
                     && owners.len() == usize::from(self.partitions)
                     && owners.iter().all(|o| self.nodes[self.index(o)].is_some())
+                    && most - least <= 1
                     && check(&owners)
             });
             if ok {
