@@ -128,7 +128,12 @@ impl EtcdStorage {
         let response = self
             .etcd
             .wait("txn", async move { client.txn(txn).await })?;
-        if response.succeeded() {
+        self.outcome(response.succeeded())
+    }
+
+    /// A fenced write's outcome: refused means the partition has another owner.
+    fn outcome(&self, succeeded: bool) -> Result<(), StorageError> {
+        if succeeded {
             return Ok(());
         }
         self.ownership.fence();
@@ -221,15 +226,7 @@ impl EtcdStorage {
             .etcd
             .call("txn", async move { client.txn(txn).await })
             .await?;
-        if response.succeeded() {
-            return Ok(());
-        }
-        self.ownership.fence();
-        self.etcd
-            .stats()
-            .fenced_writes
-            .fetch_add(1, Ordering::Relaxed);
-        Err(self.ownership.fenced_error())
+        self.outcome(response.succeeded())
     }
 }
 

@@ -133,7 +133,7 @@ async fn run_cluster(
         node = cluster::Node::join(&config, addr, admin_addr) => node?,
         () = &mut shutdown => return Ok(()),
     };
-    let backend: Arc<dyn Backend> = Arc::new(cluster::ClusterBackend {
+    let backend: Arc<dyn Backend> = Arc::new(store::ClusterBackend {
         etcd: Arc::clone(&node.etcd),
         keys: node.keys.clone(),
     });

@@ -271,23 +271,7 @@ impl Partition {
             g.close();
         }
         self.pending_open = None;
-        self.on_progress();
-        for (_, tx) in self.parked.drain(..) {
-            let _ = tx.send(Err(Error::Busy {
-                reason: BusyReason::Closing,
-            }));
-        }
-        let mut leases = lock(&self.leases);
-        leases.close();
-        let cursors = leases
-            .cursors()
-            .map(|((ws, seq), next)| SeqValue {
-                ws,
-                seq,
-                number: Number(next),
-            })
-            .collect();
-        drop(leases);
+        let cursors = self.close_leases();
         (cursors, self.last_commit, self.seq.watcher())
     }
 
@@ -415,6 +399,14 @@ impl Partition {
     /// Answers parked flushes, closes the leases and collects their cursors, and starts
     /// closing the sequencer (requests from now on are answered `-BUSY`).
     fn begin_stop(&mut self) -> (Vec<SeqValue>, Closing) {
+        let cursors = self.close_leases();
+        (cursors, self.seq.begin_close())
+    }
+
+    /// Answers parked flushes `-BUSY`, closes the lease table (connections answer nothing
+    /// from it any more) and returns the next number of every sequence holding unused
+    /// reserved numbers.
+    fn close_leases(&mut self) -> Vec<SeqValue> {
         self.on_progress();
         for (_, tx) in self.parked.drain(..) {
             let _ = tx.send(Err(Error::Busy {
@@ -423,16 +415,14 @@ impl Partition {
         }
         let mut leases = lock(&self.leases);
         leases.close();
-        let cursors = leases
+        leases
             .cursors()
             .map(|((ws, seq), next)| SeqValue {
                 ws,
                 seq,
                 number: Number(next),
             })
-            .collect();
-        drop(leases);
-        (cursors, self.seq.begin_close())
+            .collect()
     }
 }
 
