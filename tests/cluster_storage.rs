@@ -119,6 +119,75 @@ fn writes_are_fenced_by_the_partition_epoch() {
     );
 }
 
+/// Within one epoch, a write made against an older checkpoint revision — a timed-out write
+/// of this owner reaching etcd late — is refused, so it can never lower newer values.
+#[test]
+fn a_late_write_of_the_same_owner_cannot_lower_values() {
+    let Some(server) = EtcdServer::start() else {
+        return;
+    };
+    let etcd = server.client();
+    let keys = Keys::new("chain").unwrap();
+    let p = PartitionId(1);
+    let epoch = take(&etcd, &keys, p, "a");
+    let value = |n| {
+        [SeqValue {
+            ws: WsId(9),
+            seq: SeqId(0),
+            number: Number(n),
+        }]
+    };
+    let early = EtcdStorage::new(
+        Arc::clone(&etcd),
+        keys.clone(),
+        Ownership::new(p, epoch),
+        128,
+    );
+    assert_eq!(early.read_next_offset().unwrap(), PLogOffset::FIRST);
+    early
+        .write_values_and_offset(&value(10), PLogOffset(2))
+        .unwrap();
+    // Newer writes of the same owner (another handle stands for them) move the checkpoint.
+    let newer = EtcdStorage::new(
+        Arc::clone(&etcd),
+        keys.clone(),
+        Ownership::new(p, epoch),
+        128,
+    );
+    assert_eq!(newer.read_next_offset().unwrap(), PLogOffset(2));
+    newer
+        .write_values_and_offset(&value(20), PLogOffset(3))
+        .unwrap();
+    // The late one is refused (retryable: this handle learns the new checkpoint) ...
+    let e = early
+        .write_values_and_offset(&value(5), PLogOffset(2))
+        .unwrap_err();
+    assert!(e.is_retryable() && !e.is_fenced(), "{e}");
+    assert_eq!(
+        newer.read_numbers(WsId(9), &[SeqId(0)]).unwrap(),
+        vec![Number(20)]
+    );
+    assert_eq!(newer.read_next_offset().unwrap(), PLogOffset(3));
+    // ... and a write made after it goes through.
+    early
+        .write_values_and_offset(&value(30), PLogOffset(4))
+        .unwrap();
+    assert_eq!(
+        newer.read_numbers(WsId(9), &[SeqId(0)]).unwrap(),
+        vec![Number(30)]
+    );
+    // Batches larger than a transaction are chained too, the offset last.
+    let many: Vec<SeqValue> = (0..300)
+        .map(|i| SeqValue {
+            ws: WsId(100 + i / 4),
+            seq: SeqId((i % 4) as u16),
+            number: Number(7),
+        })
+        .collect();
+    early.write_values_and_offset(&many, PLogOffset(5)).unwrap();
+    assert_eq!(newer.read_next_offset().unwrap(), PLogOffset(5));
+}
+
 /// The fault-injection case: an owner's write stalls (a disk or network stall, GC) past a
 /// takeover; when it reaches etcd it is refused, its numbers are never acknowledged, and the
 /// new owner's state is what stays.

@@ -186,6 +186,30 @@ impl Etcd {
         self.runtime.handle().cloned()
     }
 
+    /// Runs `f` — a sequence of [`call`](Self::call)s — on the client's runtime and waits
+    /// for it, from a thread that may block (never an event loop, never the client's own
+    /// thread).
+    pub fn block<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        F: Future<Output = Result<T, StorageError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let Some(handle) = self.runtime.handle() else {
+            return Err(stopped());
+        };
+        if std::thread::current().name() == Some(THREAD) {
+            return Err(StorageError::permanent(
+                "a blocking etcd call on the etcd client's own thread; this is a bug in seqd, \
+                 please report it",
+            ));
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        handle.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        rx.recv().unwrap_or_else(|_| Err(stopped()))
+    }
+
     /// Spawns `f` on the client's runtime (watches, keep-alives, the Director).
     pub fn spawn<F>(&self, f: F) -> Option<tokio::task::JoinHandle<F::Output>>
     where
