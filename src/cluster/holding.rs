@@ -141,6 +141,15 @@ impl Holding {
         }
     }
 
+    /// The sequencer for `epoch` could not be opened: back to not holding it, so that the
+    /// next look at the owner key tries again.
+    pub fn on_open_failed(self, epoch: i64) -> Result<(Holding, Action), Stale> {
+        match self {
+            Holding::Opening { epoch: e } if e == epoch => Ok((Holding::NotMine, Action::None)),
+            state => Err(Stale { state }),
+        }
+    }
+
     /// The Director asked for a handover, or the node is stopping.
     pub fn on_handover(self) -> Result<(Holding, Action), Stale> {
         match self {
@@ -262,5 +271,16 @@ mod tests {
         let d = Holding::Draining { epoch: 3 };
         assert!(d.on_handed_over(4).is_err());
         assert!(d.on_opened(3).is_err());
+        let opening = Holding::Opening { epoch: 3 };
+        assert_eq!(
+            opening.on_open_failed(3),
+            Ok((Holding::NotMine, Action::None))
+        );
+        assert!(opening.on_open_failed(4).is_err());
+        assert_eq!(
+            Holding::NotMine.on_owner(Some((true, 3))),
+            (opening, Action::Open { epoch: 3 }),
+            "tried again"
+        );
     }
 }

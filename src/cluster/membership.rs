@@ -14,6 +14,13 @@ use crate::error::{Error, Result};
 /// Stores the cluster's [`Meta`] when the cluster is new, or checks this node against it: a
 /// node started with another `--partitions` than the cluster's refuses to start.
 pub async fn check_meta(etcd: &Arc<Etcd>, keys: &Keys, partitions: u16) -> Result<Meta> {
+    if !(1..=super::keys::SLOTS).contains(&partitions) {
+        return Err(Error::InvalidOptions(format!(
+            "--partitions {partitions}: a cluster has 1 to {} partitions (each owns at least \
+             one Redis hash slot)",
+            super::keys::SLOTS
+        )));
+    }
     let mine = Meta {
         format: FORMAT,
         partitions,
@@ -48,6 +55,14 @@ pub async fn check_meta(etcd: &Arc<Etcd>, keys: &Keys, partitions: u16) -> Resul
              version of the cluster's format",
             keys.prefix(),
             stored.format
+        )));
+    }
+    if !(1..=super::keys::SLOTS).contains(&stored.partitions) {
+        return Err(Error::Cluster(format!(
+            "{key} says {} partitions, which no cluster can have (1 to {}); was it written by \
+             another program?",
+            stored.partitions,
+            super::keys::SLOTS
         )));
     }
     if stored.partitions != partitions {

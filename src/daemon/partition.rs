@@ -66,7 +66,7 @@ pub(crate) enum Msg {
     Acquire {
         storage: Arc<dyn crate::storage::SeqStorage>,
         opening: Opening,
-        done: oneshot::Sender<()>,
+        done: oneshot::Sender<bool>,
     },
     /// Cluster mode: stop answering, finish the writes in flight, and report the exact next
     /// number of every leased sequence (a graceful handover).
@@ -75,7 +75,7 @@ pub(crate) enum Msg {
     /// on `storage` (which refuses everything) without writing anything more.
     Release {
         storage: Arc<dyn crate::storage::SeqStorage>,
-        done: oneshot::Sender<()>,
+        done: oneshot::Sender<bool>,
     },
 }
 
@@ -262,6 +262,14 @@ impl Partition {
         self.parts.store(Parts::of(&seq));
         self.pending_open = opening;
         std::mem::replace(&mut self.seq, seq)
+    }
+
+    /// Cluster mode: the gate closed and not to open (a new sequencer could not be opened).
+    pub(crate) fn disarm(&mut self) {
+        if let Some(g) = &self.gate {
+            g.close();
+        }
+        self.pending_open = None;
     }
 
     /// Cluster mode: stops answering (gate closed, leases closed) and returns the cursors of

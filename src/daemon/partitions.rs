@@ -247,7 +247,7 @@ impl Partitions {
             opening,
             done,
         };
-        h.tx.send(msg).await.is_ok() && rx.await.is_ok()
+        h.tx.send(msg).await.is_ok() && rx.await.unwrap_or(false)
     }
 
     /// Cluster mode: stops answering partition `p` and reports what a graceful handover
@@ -266,7 +266,7 @@ impl Partitions {
         }
         h.vacant.store(true, Ordering::Release);
         let (done, rx) = oneshot::channel();
-        h.tx.send(Msg::Release { storage, done }).await.is_ok() && rx.await.is_ok()
+        h.tx.send(Msg::Release { storage, done }).await.is_ok() && rx.await.unwrap_or(false)
     }
 
     /// Lease mode: partition `p`'s lease table, for answering from durable leases.

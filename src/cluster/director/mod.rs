@@ -42,6 +42,8 @@ use crate::storage::StorageError;
 const SETTLE: Duration = Duration::from_millis(20);
 /// A round runs at least this often even when no change is seen.
 const RECHECK: Duration = Duration::from_secs(5);
+/// The pause after a watch broke, before looking again.
+const WATCH_BROKEN: Duration = Duration::from_millis(200);
 /// Owner keys created per transaction (each adds a compare: etcd's limit is 128).
 const LOCKS_PER_TXN: usize = 64;
 
@@ -81,6 +83,9 @@ pub struct Campaign {
     pub(crate) partitions: u16,
     pub(crate) hooks: Arc<dyn DirectorHooks>,
     pub(crate) status: watch::Sender<DirectorStatus>,
+    /// The layout this Director published last, and under which epoch (not written again
+    /// unchanged).
+    pub(crate) published: std::sync::Mutex<Option<(i64, Vec<String>)>>,
 }
 
 /// Why a Director stopped directing.
@@ -110,6 +115,7 @@ impl Campaign {
             partitions,
             hooks,
             status,
+            published: std::sync::Mutex::new(None),
         };
         (campaign, rx)
     }
@@ -194,7 +200,11 @@ impl Campaign {
                 message = events.message() => match message {
                     Ok(Some(m)) if m.events().iter().any(|e| e.event_type() == EventType::Delete) => return Ok(None),
                     Ok(Some(_)) => {}
-                    Ok(None) | Err(_) => return Ok(None),
+                    Ok(None) | Err(_) => {
+                        // The watch broke: campaign again, not at once.
+                        tokio::time::sleep(WATCH_BROKEN).await;
+                        return Ok(None);
+                    }
                 },
             }
         }
@@ -264,7 +274,10 @@ impl Campaign {
                 _ = stop.changed() => return Ok(true),
                 () = &mut deadline => return Ok(true),
                 message = events.message() => {
-                    let Ok(Some(m)) = message else { return Ok(true) };
+                    let Ok(Some(m)) = message else {
+                        tokio::time::sleep(WATCH_BROKEN).await;
+                        return Ok(true);
+                    };
                     let mut relevant = false;
                     for e in m.events() {
                         let Some(kv) = e.kv() else { continue };

@@ -10,6 +10,7 @@ use crate::cluster::records::{
 };
 use crate::storage::StorageError;
 use crate::types::PartitionId;
+use crate::util::lock;
 
 impl Campaign {
     /// Phases 1 to 5; returns the revision the next watch starts after.
@@ -66,14 +67,20 @@ impl Campaign {
         );
         // Phase 4: versions.
         self.hooks.elected(epoch).map_err(RoundError::Storage)?;
-        // Phase 5: publish.
-        let layout = encode(&LayoutRecord {
-            director_epoch: epoch,
-            partitions: target,
-        });
-        self.fenced(epoch, vec![TxnOp::put(self.keys.layout(), layout, None)])
-            .await?;
-        tracing::info!(epoch, phase = "publish");
+        // Phase 5: publish (when it changed).
+        let unchanged = lock(&self.published)
+            .as_ref()
+            .is_some_and(|(e, l)| *e == epoch && *l == target);
+        if !unchanged {
+            let layout = encode(&LayoutRecord {
+                director_epoch: epoch,
+                partitions: target.clone(),
+            });
+            self.fenced(epoch, vec![TxnOp::put(self.keys.layout(), layout, None)])
+                .await?;
+            *lock(&self.published) = Some((epoch, target));
+            tracing::info!(epoch, phase = "publish");
+        }
         Ok(revision)
     }
 

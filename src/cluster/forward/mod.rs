@@ -170,6 +170,9 @@ async fn connection(addr: String, options: PeerOptions, mut jobs: mpsc::Receiver
     };
     let mut waiting: VecDeque<(usize, Vec<PeerReply>, oneshot::Sender<_>)> = VecDeque::new();
     let mut in_flight = 0usize;
+    // When the oldest reply still owed must have come by: reset by every reply, so a peer
+    // that answers nothing for `timeout` fails the connection however busy it is.
+    let mut due = tokio::time::Instant::now() + options.timeout;
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     let why = loop {
@@ -177,6 +180,9 @@ async fn connection(addr: String, options: PeerOptions, mut jobs: mpsc::Receiver
         tokio::select! {
             job = jobs.recv(), if room => {
                 let Some(job) = job else { break None };
+                if waiting.is_empty() {
+                    due = tokio::time::Instant::now() + options.timeout;
+                }
                 out.clear();
                 let mut next = Some(job);
                 while let Some(job) = next.take() {
@@ -187,16 +193,20 @@ async fn connection(addr: String, options: PeerOptions, mut jobs: mpsc::Receiver
                         next = jobs.try_recv().ok();
                     }
                 }
-                if let Err(e) = stream.write_all(&out).await {
-                    break Some(format!("write: {e}"));
+                match tokio::time::timeout(options.timeout, stream.write_all(&out)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => break Some(format!("write: {e}")),
+                    Err(_) => break Some(format!("the peer read nothing for {:?}", options.timeout)),
                 }
             }
-            read = tokio::time::timeout(options.timeout, stream.read_buf(&mut buf)), if !waiting.is_empty() => {
+            () = tokio::time::sleep_until(due), if !waiting.is_empty() => {
+                break Some(format!("no reply within {:?}", options.timeout));
+            }
+            read = stream.read_buf(&mut buf), if !waiting.is_empty() => {
                 match read {
-                    Err(_) => break Some(format!("no reply within {:?}", options.timeout)),
-                    Ok(Err(e)) => break Some(format!("read: {e}")),
-                    Ok(Ok(0)) => break Some("closed by the peer".into()),
-                    Ok(Ok(_)) => {}
+                    Err(e) => break Some(format!("read: {e}")),
+                    Ok(0) => break Some("closed by the peer".into()),
+                    Ok(_) => {}
                 }
                 let mut at = 0;
                 loop {
@@ -204,6 +214,7 @@ async fn connection(addr: String, options: PeerOptions, mut jobs: mpsc::Receiver
                         Ok(Some((reply, used))) => {
                             at += used;
                             in_flight = in_flight.saturating_sub(1);
+                            due = tokio::time::Instant::now() + options.timeout;
                             let done = match waiting.front_mut() {
                                 Some((count, replies, _)) => {
                                     replies.push(reply);

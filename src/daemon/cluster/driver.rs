@@ -57,15 +57,31 @@ pub(crate) async fn run(
         for (p, slot) in slots.iter_mut().enumerate() {
             step(&node, &partitions, p, slot).await;
         }
-        tokio::select! {
-            _ = stop.changed() => {}
-            _ = changes.changed() => {}
-            () = tokio::time::sleep(TICK) => {}
+        if wait(&mut stop, &mut changes).await.is_err() {
+            break;
         }
     }
-    // Stopping: hand every partition over, so that the next owners skip nothing. A write
-    // that fails is tried again a few times; then the lease's expiry frees the partition
-    // (its reservations are skipped, nothing is reissued).
+    // Stopping: no longer a sequencer, so the Director moves every partition to its next
+    // owner, each handed over with its exact values as a rebalance is.
+    if node.retire().await.is_ok() {
+        let deadline = tokio::time::Instant::now() + RETIRE_WAIT;
+        while slots
+            .iter()
+            .any(|s| s.holding.serving().is_some() || s.exact.is_some())
+            && tokio::time::Instant::now() < deadline
+        {
+            for (p, slot) in slots.iter_mut().enumerate() {
+                step(&node, &partitions, p, slot).await;
+            }
+            let mut never = watch::channel(false).1;
+            if wait(&mut never, &mut changes).await.is_err() {
+                break;
+            }
+        }
+    }
+    // What is left (no other sequencer, or etcd unreachable): hand it over here, so that
+    // the next owners skip nothing. A write that fails is tried again a few times; then the
+    // lease's expiry frees the partition (its reservations are skipped, nothing reissued).
     for (p, slot) in slots.iter_mut().enumerate() {
         if matches!(
             slot.holding,
@@ -85,6 +101,22 @@ pub(crate) async fn run(
 
 /// Tries of a failed handover write when the node stops.
 const STOP_RETRIES: usize = 20;
+
+/// Longest a stopping node waits for the Director to move its partitions.
+const RETIRE_WAIT: Duration = Duration::from_secs(10);
+
+/// Until a stop, a change of the view, or [`TICK`]; `Err` when the view no longer changes
+/// (its task ended): the caller stops looking.
+async fn wait(
+    stop: &mut watch::Receiver<bool>,
+    changes: &mut watch::Receiver<u64>,
+) -> Result<(), ()> {
+    tokio::select! {
+        _ = stop.changed() => Ok(()),
+        changed = changes.changed() => changed.map_err(|_| ()),
+        () = tokio::time::sleep(TICK) => Ok(()),
+    }
+}
 
 /// One look at partition `p`.
 async fn step(node: &Arc<Node>, partitions: &Partitions, p: usize, slot: &mut Slot) {
@@ -149,7 +181,17 @@ async fn open(node: &Arc<Node>, partitions: &Partitions, p: usize, slot: &mut Sl
     node.stats.ownership_changes.fetch_add(1, Ordering::Relaxed);
     tracing::info!(partition = p, epoch, "taking the partition over");
     let storage: Arc<dyn SeqStorage> = storage;
-    partitions.acquire(p, storage, opening).await;
+    if !partitions.acquire(p, storage, opening).await {
+        tracing::warn!(
+            partition = p,
+            epoch,
+            "could not open the partition; trying again"
+        );
+        slot.storage = None;
+        if let Ok((next, _)) = slot.holding.on_open_failed(epoch) {
+            slot.holding = next;
+        }
+    }
 }
 
 /// Drops partition `p`'s sequencer (epoch `epoch`) without writing more.
@@ -161,9 +203,15 @@ async fn discard(node: &Arc<Node>, partitions: &Partitions, p: usize, slot: &mut
     );
     node.stats.ownership_changes.fetch_add(1, Ordering::Relaxed);
     slot.storage = None;
-    partitions
+    if !partitions
         .release(p, Arc::new(Vacant::new(PartitionId(p as u16))))
-        .await;
+        .await
+    {
+        tracing::error!(
+            partition = p,
+            "could not replace the partition's sequencer; its gate stays closed"
+        );
+    }
 }
 
 /// The held epoch was fenced (or the session lost): discard.
@@ -242,6 +290,21 @@ async fn hand_over(node: &Arc<Node>, partitions: &Partitions, p: usize, slot: &m
         Err(e) if e.is_fenced() => {
             tracing::warn!(partition = p, epoch, error = %e, "the partition moved before its handover");
             slot.exact = None;
+            fence(node, partitions, p, slot).await;
+        }
+        Err(e) if !e.is_retryable() => {
+            // It will never be written (etcd refuses the request itself): let the partition
+            // go without its exact values. Its unused reservations are skipped, never
+            // reissued.
+            tracing::warn!(partition = p, epoch, error = %e, "cannot hand the partition over; giving it up");
+            slot.exact = None;
+            let given = match &slot.storage {
+                Some(storage) => storage.give_up().await,
+                None => Ok(()),
+            };
+            if let Err(e) = given {
+                tracing::warn!(partition = p, epoch, error = %e, "could not give the partition up; its lease's expiry will");
+            }
             fence(node, partitions, p, slot).await;
         }
         Err(e) => {

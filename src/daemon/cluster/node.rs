@@ -308,6 +308,37 @@ impl Node {
         Ok(())
     }
 
+    /// Registers this node again without the sequencer role (same lease): the Director then
+    /// moves its partitions to the other sequencers by handover requests.
+    pub(crate) async fn retire(&self) -> Result<()> {
+        let Some(lease) = lock(&self.session).as_ref().map(Session::lease) else {
+            return Ok(());
+        };
+        let mut record = self.record.clone();
+        record.roles.retain(|r| *r != Role::Sequencer);
+        let key = self.keys.node(&self.id);
+        let txn = etcd_client::Txn::new()
+            .when([etcd_client::Compare::lease(
+                key.clone(),
+                etcd_client::CompareOp::Equal,
+                lease,
+            )])
+            .and_then([etcd_client::TxnOp::put(
+                key,
+                crate::cluster::records::encode(&record),
+                Some(etcd_client::PutOptions::new().with_lease(lease)),
+            )]);
+        let mut client = self.etcd.client();
+        let response = self
+            .etcd
+            .call("retire the node", async move { client.txn(txn).await })
+            .await?;
+        if response.succeeded() {
+            tracing::info!(node = %self.id, "no longer a sequencer: the Director moves its partitions");
+        }
+        Ok(())
+    }
+
     /// Leaves the cluster: stops campaigning (resigning if Director), stops following the
     /// cluster, and revokes the lease (its keys go at once).
     pub(crate) async fn leave(&self) {

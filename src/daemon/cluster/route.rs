@@ -33,15 +33,21 @@ impl Node {
                             tokio::select! {
                                 r = &mut sent => break Some(r),
                                 changed = changes.changed() => {
-                                    let moved = self.view.owner(pid).is_none_or(|(_, e)| e != epoch);
-                                    if moved || changed.is_err() {
+                                    if changed.is_err() {
+                                        // The view stopped following etcd (the node is
+                                        // stopping): wait for the owner's reply alone.
+                                        break Some(sent.as_mut().await);
+                                    }
+                                    if self.view.owner(pid).is_none_or(|(_, e)| e != epoch) {
                                         break None;
                                     }
                                 }
                             }
                         };
                         match outcome {
-                            None => continue,
+                            // A new epoch: send again, unless the time is up.
+                            None if Instant::now() < deadline => continue,
+                            None => {}
                             Some(Ok(replies)) if !all_try_again(&replies) => return replies,
                             Some(Ok(_) | Err(ForwardError::Unreachable(_))) => {}
                             Some(Err(ForwardError::Lost(why))) => {
@@ -73,7 +79,11 @@ impl Node {
                 );
             }
             tokio::select! {
-                _ = changes.changed() => {}
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep(POLL.min(left)).await;
+                    }
+                }
                 () = tokio::time::sleep(POLL.min(left)) => {}
             }
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Core, DrainReport, Msg, Partition, StopReport};
 use crate::daemon::config::DurabilityMode;
@@ -59,16 +59,27 @@ impl Worker {
     /// Cluster mode: puts a new sequencer on `storage` in place of the current one (opened
     /// here, off the partition's lock; recovery runs in its background) and closes the old
     /// one, bounded, without the lock.
-    fn swap(&self, storage: Arc<dyn SeqStorage>, opening: Option<super::Opening>) {
+    /// `done` learns whether the new sequencer is in place; it is told before the old one is
+    /// closed (bounded), so the caller does not wait for that.
+    fn swap(
+        &self,
+        storage: Arc<dyn SeqStorage>,
+        opening: Option<super::Opening>,
+        done: oneshot::Sender<bool>,
+    ) {
         let id = lock(&self.core).id;
         match Sequencer::open_named(storage, (self.opener.options)(), &self.opener.name) {
             Ok(seq) => {
                 let old = lock(&self.core).replace(seq, opening);
+                let _ = done.send(true);
                 if let Err(e) = old.close() {
                     tracing::debug!(partition = id.0, error = %e, "the replaced sequencer closed with an error");
                 }
             }
             Err(e) => {
+                // Whatever the current sequencer is, it must not start answering now.
+                lock(&self.core).disarm();
+                let _ = done.send(false);
                 tracing::error!(partition = id.0, error = %e, "cannot open the partition's sequencer");
             }
         }
@@ -111,14 +122,12 @@ impl Worker {
                     done,
                 } => {
                     drop(core);
-                    self.swap(storage, Some(opening));
-                    let _ = done.send(());
+                    self.swap(storage, Some(opening), done);
                     core = lock(&self.core);
                 }
                 Msg::Release { storage, done } => {
                     drop(core);
-                    self.swap(storage, None);
-                    let _ = done.send(());
+                    self.swap(storage, None, done);
                     core = lock(&self.core);
                 }
                 Msg::Drain(tx) => {
