@@ -65,15 +65,18 @@ pub(crate) async fn run(
     // owner, each handed over with its exact values as a rebalance is.
     if node.retire().await.is_ok() {
         let deadline = tokio::time::Instant::now() + RETIRE_WAIT;
+        // Already stopping: a stop signal that never changes (its sender kept alive).
+        let (_stopped, mut never) = watch::channel(false);
         while slots
             .iter()
             .any(|s| s.holding.serving().is_some() || s.exact.is_some())
             && tokio::time::Instant::now() < deadline
+            // Nobody to hand over to (the whole cluster is stopping): in place, below.
+            && node.other_sequencers()
         {
             for (p, slot) in slots.iter_mut().enumerate() {
                 step(&node, &partitions, p, slot).await;
             }
-            let mut never = watch::channel(false).1;
             if wait(&mut never, &mut changes).await.is_err() {
                 break;
             }

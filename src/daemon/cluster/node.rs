@@ -339,6 +339,15 @@ impl Node {
         Ok(())
     }
 
+    /// Whether another live node may take partitions (one with the sequencer role).
+    pub(crate) fn other_sequencers(&self) -> bool {
+        self.view
+            .snapshot()
+            .nodes
+            .iter()
+            .any(|n| n.id != self.id && n.roles.contains(&Role::Sequencer))
+    }
+
     /// Leaves the cluster: stops campaigning (resigning if Director), stops following the
     /// cluster, and revokes the lease (its keys go at once).
     pub(crate) async fn leave(&self) {
