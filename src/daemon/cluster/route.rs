@@ -1,6 +1,8 @@
-//! Answering for partitions served elsewhere: [`Node::forward`] sends a connection's
-//! requests of one partition to the partition's owner, pipelined, and waits out a failover.
+//! Answering for partitions served elsewhere: [`Node::forward_all`] sends a connection's
+//! requests to the partitions' owners, one pipelined batch per owner, and
+//! [`Node::forward`] waits out a failover for one partition.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::node::Node;
@@ -27,23 +29,10 @@ impl Node {
                         // An owner that froze answers nothing until it resumes: when the
                         // partition gets a new epoch meanwhile, its reply no longer matters
                         // (if it ever comes, its numbers are skipped, never reissued).
-                        let sent = self.send(&record.address, reqs);
-                        tokio::pin!(sent);
-                        let outcome = loop {
-                            tokio::select! {
-                                r = &mut sent => break Some(r),
-                                changed = changes.changed() => {
-                                    if changed.is_err() {
-                                        // The view stopped following etcd (the node is
-                                        // stopping): wait for the owner's reply alone.
-                                        break Some(sent.as_mut().await);
-                                    }
-                                    if self.view.owner(pid).is_none_or(|(_, e)| e != epoch) {
-                                        break None;
-                                    }
-                                }
-                            }
-                        };
+                        let watched = [(pid, epoch)];
+                        let outcome = self
+                            .send_watching(&record.address, reqs, &watched, &mut changes)
+                            .await;
                         match outcome {
                             // A new epoch: send again, unless the time is up.
                             None if Instant::now() < deadline => continue,
@@ -85,6 +74,106 @@ impl Node {
                     }
                 }
                 () = tokio::time::sleep(POLL.min(left)) => {}
+            }
+        }
+    }
+
+    /// Every partition's forwarded requests (`forwards[p]`, empty for most) answered into
+    /// `out[p]`. The requests of all partitions owned by one node go to it as one pipelined
+    /// batch — one round trip per owner, not per partition; a partition whose owner is not
+    /// known or reachable now takes [`forward`](Self::forward)'s waiting path.
+    pub(crate) async fn forward_all(
+        &self,
+        shared: &Shared,
+        forwards: &[Vec<Req>],
+        out: &mut [Vec<Reply>],
+    ) {
+        let mut by_owner: BTreeMap<String, Vec<(usize, i64)>> = BTreeMap::new();
+        let mut slow = Vec::new();
+        for (p, reqs) in forwards.iter().enumerate() {
+            if reqs.is_empty() {
+                continue;
+            }
+            let pid = PartitionId(u16::try_from(p).unwrap_or(u16::MAX));
+            match self.view.owner(pid) {
+                Some((owner, epoch)) if owner != self.id => match self.view.node(&owner) {
+                    Some(record) => by_owner.entry(record.address).or_default().push((p, epoch)),
+                    None => slow.push(p),
+                },
+                _ => slow.push(p),
+            }
+        }
+        let mut changes = self.view.changes();
+        for (addr, parts) in by_owner {
+            let reqs: Vec<Req> = parts
+                .iter()
+                .flat_map(|(p, _)| forwards[*p].iter().copied())
+                .collect();
+            let watched: Vec<(PartitionId, i64)> = parts
+                .iter()
+                .map(|(p, e)| (PartitionId(u16::try_from(*p).unwrap_or(u16::MAX)), *e))
+                .collect();
+            match self
+                .send_watching(&addr, &reqs, &watched, &mut changes)
+                .await
+            {
+                Some(Ok(replies)) if replies.len() == reqs.len() => {
+                    let mut replies = replies.into_iter();
+                    for (p, _) in &parts {
+                        out[*p] = replies.by_ref().take(forwards[*p].len()).collect();
+                        if all_try_again(&out[*p]) {
+                            slow.push(*p);
+                        }
+                    }
+                }
+                Some(Err(ForwardError::Lost(why))) => {
+                    for (p, _) in &parts {
+                        out[*p] = busy(
+                            &forwards[*p],
+                            &format!(
+                                "TRYAGAIN the connection to the owner of partition {p} broke ({why}); the request may have been served"
+                            ),
+                        );
+                    }
+                }
+                // Not sent, a short answer, or a partition moved meanwhile: each on its own.
+                _ => slow.extend(parts.iter().map(|(p, _)| *p)),
+            }
+        }
+        for p in slow {
+            out[p] = self.forward(shared, p, &forwards[p]).await;
+        }
+    }
+
+    /// Sends `reqs` to `addr`, abandoning the wait (`None`) when one of the `watched`
+    /// partitions gets a new epoch meanwhile: an owner that froze answers nothing until it
+    /// resumes, and its reply no longer matters then (if it ever comes, its numbers are
+    /// skipped, never reissued).
+    async fn send_watching(
+        &self,
+        addr: &str,
+        reqs: &[Req],
+        watched: &[(PartitionId, i64)],
+        changes: &mut tokio::sync::watch::Receiver<u64>,
+    ) -> Option<Result<Vec<Reply>, ForwardError>> {
+        let sent = self.send(addr, reqs);
+        tokio::pin!(sent);
+        loop {
+            tokio::select! {
+                r = &mut sent => return Some(r),
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        // The view stopped following etcd (the node is stopping): wait for
+                        // the owner's reply alone.
+                        return Some(sent.as_mut().await);
+                    }
+                    let moved = watched
+                        .iter()
+                        .any(|(p, epoch)| self.view.owner(*p).is_none_or(|(_, e)| e != *epoch));
+                    if moved {
+                        return None;
+                    }
+                }
             }
         }
     }

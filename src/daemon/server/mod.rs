@@ -412,12 +412,11 @@ impl Conn {
             }
         }
         #[cfg(feature = "cluster")]
-        if let Some(node) = &self.shared.cluster {
-            for (p, reqs) in self.forwards.iter().enumerate() {
-                if !reqs.is_empty() {
-                    self.forwarded[p] = node.forward(&self.shared, p, reqs).await;
-                }
-            }
+        if let Some(node) = &self.shared.cluster
+            && self.forwards.iter().any(|f| !f.is_empty())
+        {
+            node.forward_all(&self.shared, &self.forwards, &mut self.forwarded)
+                .await;
         }
     }
 
