@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use seqd::cluster::records::{HandoverRecord, NodeRecord, OwnerRecord, Role};
 use seqd::cluster::{
-    Campaign, ClusterView, DirectorStatus, Etcd, Keys, NoHooks, Session, register,
+    Campaign, ClusterView, DirectorStatus, Etcd, Keys, NoHooks, NodeLease, register,
 };
 use tokio::sync::watch;
 
@@ -23,14 +23,14 @@ const PARTITIONS: u16 = 8;
 
 struct Node {
     id: String,
-    session: Option<Session>,
+    node_lease: Option<NodeLease>,
     status: watch::Receiver<DirectorStatus>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 async fn start_node(etcd: &Arc<Etcd>, keys: &Keys, id: &str, roles: Vec<Role>) -> Node {
-    let session = Session::start(etcd, Duration::from_secs(1))
+    let node_lease = NodeLease::start(etcd, Duration::from_secs(1))
         .await
         .expect("lease");
     let record = NodeRecord {
@@ -42,14 +42,14 @@ async fn start_node(etcd: &Arc<Etcd>, keys: &Keys, id: &str, roles: Vec<Role>) -
         version: "test".into(),
         started_ms: 0,
     };
-    register(etcd, keys, &record, session.lease(), Duration::ZERO)
+    register(etcd, keys, &record, node_lease.lease(), Duration::ZERO)
         .await
         .expect("register");
     let (campaign, status) = Campaign::new(
         Arc::clone(etcd),
         keys.clone(),
         id.into(),
-        session.lease(),
+        node_lease.lease(),
         PARTITIONS,
         Arc::new(NoHooks),
     );
@@ -57,7 +57,7 @@ async fn start_node(etcd: &Arc<Etcd>, keys: &Keys, id: &str, roles: Vec<Role>) -
     let task = tokio::spawn(campaign.run(stopped));
     Node {
         id: id.into(),
-        session: Some(session),
+        node_lease: Some(node_lease),
         status,
         stop,
         task,
@@ -232,7 +232,7 @@ fn director_elections_placement_failover_and_rebalance() {
         // epoch, and the dead node's partitions go to the live ones.
         let i = nodes.iter().position(|n| n.id == first).unwrap();
         let mut dead = nodes.remove(i);
-        dead.session.take().unwrap().close().await;
+        dead.node_lease.take().unwrap().close().await;
         let _ = dead.stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), dead.task).await;
         until("a new Director", Duration::from_secs(10), || {
@@ -333,7 +333,7 @@ fn director_elections_placement_failover_and_rebalance() {
         for n in nodes {
             let _ = n.stop.send(true);
             let _ = tokio::time::timeout(Duration::from_secs(5), n.task).await;
-            if let Some(s) = n.session {
+            if let Some(s) = n.node_lease {
                 s.close().await;
             }
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use etcd_client::{GetOptions, PutOptions};
 use seqd::cluster::{
-    EtcdStorage, Keys, Ownership, Session, SessionState, check_meta, records::NodeRecord,
+    EtcdStorage, Keys, LeaseState, NodeLease, Ownership, check_meta, records::NodeRecord,
     records::Role, register,
 };
 use seqd::storage::{FaultyStorage, SeqStorage, SeqValue};
@@ -309,7 +309,7 @@ fn a_sequencer_moves_between_owners_without_reissuing() {
 }
 
 #[test]
-fn meta_registration_and_session() {
+fn meta_registration_and_lease() {
     let Some(server) = EtcdServer::start() else {
         return;
     };
@@ -327,10 +327,10 @@ fn meta_registration_and_session() {
             "{text}"
         );
 
-        let session = Session::start(&etcd, Duration::from_secs(1))
+        let node_lease = NodeLease::start(&etcd, Duration::from_secs(1))
             .await
             .expect("lease");
-        assert_eq!(session.state(), SessionState::Valid);
+        assert_eq!(node_lease.state(), LeaseState::Valid);
         let record = NodeRecord {
             id: "n1".into(),
             address: "127.0.0.1:1".into(),
@@ -340,11 +340,13 @@ fn meta_registration_and_session() {
             version: "test".into(),
             started_ms: 0,
         };
-        register(&etcd, &keys, &record, session.lease(), Duration::ZERO)
+        register(&etcd, &keys, &record, node_lease.lease(), Duration::ZERO)
             .await
             .expect("registers");
         // A second node with the same id is refused while the first lives.
-        let other = Session::start(&etcd, Duration::from_secs(1)).await.unwrap();
+        let other = NodeLease::start(&etcd, Duration::from_secs(1))
+            .await
+            .unwrap();
         let e = register(
             &etcd,
             &keys,
@@ -358,7 +360,7 @@ fn meta_registration_and_session() {
 
         // The keep-alive holds the lease past several TTLs.
         tokio::time::sleep(Duration::from_millis(2500)).await;
-        assert_eq!(session.state(), SessionState::Valid);
+        assert_eq!(node_lease.state(), LeaseState::Valid);
         let mut c = etcd.client();
         let prefix = keys.nodes();
         let nodes = etcd
@@ -370,7 +372,7 @@ fn meta_registration_and_session() {
         assert_eq!(nodes.kvs().len(), 1);
 
         // Closing revokes: the registration goes at once, and the id is free again.
-        session.close().await;
+        node_lease.close().await;
         register(&etcd, &keys, &record, other.lease(), Duration::ZERO)
             .await
             .expect("the id is free after the first node closed");

@@ -174,7 +174,7 @@ impl Holding {
         }
     }
 
-    /// etcd refused a write under `epoch` (or the node's session was lost).
+    /// etcd refused a write under `epoch` (or the node's lease was lost).
     pub fn on_fenced(self, epoch: i64) -> Result<(Holding, Action), Stale> {
         match self.live_epoch() {
             Some(e) if e == epoch => Ok((Holding::Fenced { epoch }, Action::Discard { epoch })),

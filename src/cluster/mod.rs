@@ -9,7 +9,7 @@
 //! * [`Etcd`]: the shared client, on its own thread, with deadlines and counters;
 //! * [`EtcdStorage`]: a partition's [`SeqStorage`](crate::storage::SeqStorage), each write one
 //!   transaction conditional on the partition's epoch ([`Ownership`]);
-//! * [`Session`]: the node's lease, its keep-alive and the local deadline it answers under;
+//! * [`NodeLease`]: the node's lease, its keep-alive and the local deadline it answers under;
 //! * [`check_meta`] and [`register`]: joining;
 //! * [`Campaign`]: the Director's election and its rounds; [`plan`]: where partitions go;
 //! * [`ClusterView`]: a node's watch-fed picture of the cluster (`GET /v1/cluster`);
@@ -23,8 +23,8 @@ mod holding;
 pub mod keys;
 mod layout;
 mod membership;
+mod node_lease;
 pub mod records;
-mod session;
 mod storage;
 mod view;
 
@@ -34,6 +34,6 @@ pub use holding::{Action, Holding, Stale};
 pub use keys::Keys;
 pub use layout::plan;
 pub use membership::{check_meta, read_meta, register};
-pub use session::{Session, SessionState, Validity, now};
+pub use node_lease::{LeaseState, NodeLease, Validity, now};
 pub use storage::{DEFAULT_MAX_TXN_OPS, EtcdStorage, Ownership, Vacant};
 pub use view::{ClusterSnapshot, ClusterView, DirectorSnapshot, NodeSnapshot, PartitionSnapshot};

@@ -1,5 +1,5 @@
 //! [`Gate`]: whether this node may answer for a partition now (cluster mode). Open while the
-//! partition is owned under an epoch, its sequencer has recovered, and the node's session
+//! partition is owned under an epoch, its sequencer has recovered, and the node's lease
 //! deadline has not passed; checked per request by the connection threads, without a lock.
 
 use arc_swap::ArcSwapOption;
@@ -9,7 +9,7 @@ use std::sync::Arc;
 pub(crate) struct Opening {
     /// The partition epoch the node answers under.
     pub(crate) epoch: i64,
-    /// Whether the node's session is still valid (its lease deadline has not passed).
+    /// Whether the node's lease is still valid (its lease deadline has not passed).
     pub(crate) valid: Box<dyn Fn() -> bool + Send + Sync>,
 }
 

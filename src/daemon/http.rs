@@ -107,7 +107,7 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let mut why = shared.partitions.not_ready();
     #[cfg(feature = "cluster")]
     if let Some(node) = &shared.cluster
-        && node.session_state() != crate::cluster::SessionState::Valid
+        && node.lease_state() != crate::cluster::LeaseState::Valid
     {
         why.push("the node's etcd lease is not confirmed (etcd unreachable?)".into());
     }

@@ -3,7 +3,7 @@
 //! transitions return: open a sequencer on etcd under a new epoch, drop one whose ownership
 //! is gone, or hand one over with its exact values when the Director asks (or the node
 //! stops). It looks after every change of the [`ClusterView`](crate::cluster::ClusterView)
-//! and every [`TICK`] (fenced writes, recovered sequencers, the session).
+//! and every [`TICK`] (fenced writes, recovered sequencers, the lease).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::node::Node;
-use crate::cluster::{Action, EtcdStorage, Holding, Ownership, SessionState, Vacant};
+use crate::cluster::{Action, EtcdStorage, Holding, LeaseState, Ownership, Vacant};
 use crate::daemon::gate::Opening;
 use crate::daemon::partitions::Partitions;
 use crate::storage::{SeqStorage, SeqValue};
@@ -46,12 +46,12 @@ pub(crate) async fn run(
         .collect();
     let mut changes = node.view.changes();
     while !*stop.borrow() {
-        if node.session_state() == SessionState::Lost {
+        if node.lease_state() == LeaseState::Lost {
             tracing::warn!(node = %node.id, "the node's lease is gone: dropping its partitions");
             for (p, slot) in slots.iter_mut().enumerate() {
                 fence(&node, &partitions, p, slot).await;
             }
-            node.renew_session(&mut stop).await;
+            node.renew_lease(&mut stop).await;
             continue;
         }
         for (p, slot) in slots.iter_mut().enumerate() {
@@ -217,7 +217,7 @@ async fn discard(node: &Arc<Node>, partitions: &Partitions, p: usize, slot: &mut
     }
 }
 
-/// The held epoch was fenced (or the session lost): discard.
+/// The held epoch was fenced (or the lease lost): discard.
 async fn fence(node: &Arc<Node>, partitions: &Partitions, p: usize, slot: &mut Slot) {
     let epoch = match slot.holding {
         Holding::Opening { epoch } | Holding::Serving { epoch } | Holding::Draining { epoch } => {

@@ -1,4 +1,4 @@
-//! [`Node`]: this daemon as a member of a cluster — its etcd connection, session and
+//! [`Node`]: this daemon as a member of a cluster — its etcd connection, lease and
 //! registration, its view of the cluster, its Director campaign, its peers — and joining.
 
 use std::net::SocketAddr;
@@ -13,7 +13,7 @@ use super::ClusterConfig;
 use crate::cluster::forward::{PEER_NAME, PeerOptions, Peers};
 use crate::cluster::records::{NodeRecord, Role};
 use crate::cluster::{
-    Campaign, ClusterView, DirectorStatus, Etcd, Keys, NoHooks, Session, SessionState, Validity,
+    Campaign, ClusterView, DirectorStatus, Etcd, Keys, LeaseState, NoHooks, NodeLease, Validity,
     check_meta, read_meta, register,
 };
 use crate::daemon::Config;
@@ -30,8 +30,8 @@ pub(crate) struct NodeStats {
     pub(crate) handovers: AtomicU64,
     /// Times this node was elected Director.
     pub(crate) elections: AtomicU64,
-    /// Sessions this node started (more than one: it lost its lease and registered again).
-    pub(crate) sessions: AtomicU64,
+    /// Leases this node registered with (more than one: it lost its lease and registered again).
+    pub(crate) leases: AtomicU64,
 }
 
 /// A running Director campaign.
@@ -55,15 +55,15 @@ pub(crate) struct Node {
     record: NodeRecord,
     ttl: Duration,
     pub(crate) max_ops: usize,
-    session: Mutex<Option<Session>>,
-    /// The current session's deadline check, for the gates opened under it.
+    lease_slot: Mutex<Option<NodeLease>>,
+    /// The current lease's deadline check, for the gates opened under it.
     validity: ArcSwap<Validity>,
     director: Mutex<Option<Director>>,
 }
 
 impl Node {
     /// Joins the cluster `config` names: connects to etcd (retrying, with the reason logged,
-    /// until it answers), agrees on the partition count, starts a session, registers, reads
+    /// until it answers), agrees on the partition count, takes a lease, registers, reads
     /// the cluster and campaigns for Director. `listen` and `admin` are the bound addresses.
     pub(crate) async fn join(
         config: &Config,
@@ -94,14 +94,14 @@ impl Node {
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         };
         let ttl = cc.lease_ttl();
-        let session = Session::start(&etcd, ttl).await?;
+        let node_lease = NodeLease::start(&etcd, ttl).await?;
         // A previous incarnation of this id may hold it until its lease expires.
         register(
             &etcd,
             &keys,
             &record,
-            session.lease(),
-            session.ttl() + Duration::from_secs(2),
+            node_lease.lease(),
+            node_lease.ttl() + Duration::from_secs(2),
         )
         .await?;
         let view = ClusterView::start(&etcd, keys.clone(), &cc.cluster, partitions).await?;
@@ -122,11 +122,11 @@ impl Node {
             node = %id,
             cluster = %cc.cluster,
             partitions,
-            lease_ttl_s = session.ttl().as_secs(),
+            lease_ttl_s = node_lease.ttl().as_secs(),
             "joined the cluster"
         );
         let node = Arc::new(Node {
-            validity: ArcSwap::from_pointee(session.validity()),
+            validity: ArcSwap::from_pointee(node_lease.validity()),
             etcd,
             keys,
             id,
@@ -137,12 +137,12 @@ impl Node {
             record,
             ttl,
             max_ops: cc.etcd_max_txn_ops,
-            session: Mutex::new(None),
+            lease_slot: Mutex::new(None),
             director: Mutex::new(None),
         });
-        node.stats.sessions.fetch_add(1, Ordering::Relaxed);
-        node.campaign(session.lease());
-        *lock(&node.session) = Some(session);
+        node.stats.leases.fetch_add(1, Ordering::Relaxed);
+        node.campaign(node_lease.lease());
+        *lock(&node.lease_slot) = Some(node_lease);
         Ok(node)
     }
 
@@ -151,16 +151,16 @@ impl Node {
         self.ttl
     }
 
-    /// The current session's deadline check.
+    /// The current lease's deadline check.
     pub(crate) fn validity(&self) -> Arc<Validity> {
         self.validity.load_full()
     }
 
-    /// Where the current session stands.
-    pub(crate) fn session_state(&self) -> SessionState {
-        lock(&self.session)
+    /// Where the current lease stands.
+    pub(crate) fn lease_state(&self) -> LeaseState {
+        lock(&self.lease_slot)
             .as_ref()
-            .map_or(SessionState::Lost, Session::state)
+            .map_or(LeaseState::Lost, NodeLease::state)
     }
 
     /// This node's Director epoch, if it directs.
@@ -215,9 +215,9 @@ impl Node {
                     get(&self.stats.elections),
                 ),
                 (
-                    "seqd_cluster_sessions",
+                    "seqd_cluster_leases",
                     "etcd leases this node registered with (more than one: it lost one)",
-                    get(&self.stats.sessions),
+                    get(&self.stats.leases),
                 ),
             ],
             gauges: vec![
@@ -269,13 +269,13 @@ impl Node {
         }
     }
 
-    /// After the session was lost: a new lease, a new registration (a new incarnation: every
+    /// After the lease was lost: a new lease, a new registration (a new incarnation: every
     /// partition it owns from now on has a new epoch) and a new campaign. Retries until it
     /// works or `stop`.
-    pub(crate) async fn renew_session(self: &Arc<Self>, stop: &mut watch::Receiver<bool>) {
+    pub(crate) async fn renew_lease(self: &Arc<Self>, stop: &mut watch::Receiver<bool>) {
         let mut wait = Duration::from_millis(100);
         while !*stop.borrow() {
-            match self.try_renew().await {
+            match self.try_renew_lease().await {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot register again in the cluster; retrying");
@@ -289,20 +289,20 @@ impl Node {
         }
     }
 
-    async fn try_renew(self: &Arc<Self>) -> Result<()> {
-        let session = Session::start(&self.etcd, self.ttl).await?;
+    async fn try_renew_lease(self: &Arc<Self>) -> Result<()> {
+        let node_lease = NodeLease::start(&self.etcd, self.ttl).await?;
         register(
             &self.etcd,
             &self.keys,
             &self.record,
-            session.lease(),
-            session.ttl() + Duration::from_secs(2),
+            node_lease.lease(),
+            node_lease.ttl() + Duration::from_secs(2),
         )
         .await?;
-        self.validity.store(Arc::new(session.validity()));
-        self.stats.sessions.fetch_add(1, Ordering::Relaxed);
-        self.campaign(session.lease());
-        let old = lock(&self.session).replace(session);
+        self.validity.store(Arc::new(node_lease.validity()));
+        self.stats.leases.fetch_add(1, Ordering::Relaxed);
+        self.campaign(node_lease.lease());
+        let old = lock(&self.lease_slot).replace(node_lease);
         drop(old);
         tracing::info!(node = %self.id, "registered again in the cluster with a new lease");
         Ok(())
@@ -311,7 +311,7 @@ impl Node {
     /// Registers this node again without the sequencer role (same lease): the Director then
     /// moves its partitions to the other sequencers by handover requests.
     pub(crate) async fn retire(&self) -> Result<()> {
-        let Some(lease) = lock(&self.session).as_ref().map(Session::lease) else {
+        let Some(lease) = lock(&self.lease_slot).as_ref().map(NodeLease::lease) else {
             return Ok(());
         };
         let mut record = self.record.clone();
@@ -358,8 +358,8 @@ impl Node {
                 let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
             }
         }
-        let session = lock(&self.session).take();
-        if let Some(s) = session {
+        let node_lease = lock(&self.lease_slot).take();
+        if let Some(s) = node_lease {
             s.close().await;
         }
         tracing::info!(node = %self.id, "left the cluster");

@@ -1,4 +1,4 @@
-//! [`Session`]: a node's etcd lease, kept alive from the etcd client's own thread, and the
+//! [`NodeLease`]: a node's etcd lease, kept alive from the etcd client's own thread, and the
 //! local deadline a node checks before it answers for a partition.
 //!
 //! The deadline is the *send* time of the last acknowledged keep-alive plus the TTL etcd
@@ -7,7 +7,7 @@
 //! when it receives the keep-alive, after it was sent, so the deadline passes before etcd can
 //! expire the lease and before any other node can own what this node owned. A node past its
 //! deadline answers nothing from memory; a node whose keep-alive says the lease is gone has
-//! lost the session for good ([`SessionState::Lost`]): everything it owned has another epoch
+//! lost the lease for good ([`LeaseState::Lost`]): everything it owned has another epoch
 //! now, and it must register again as a new incarnation.
 
 use std::sync::Arc;
@@ -36,15 +36,15 @@ pub fn now() -> Duration {
     }
 }
 
-/// Where a [`Session`] stands.
+/// Where a [`NodeLease`] stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SessionState {
+pub enum LeaseState {
     /// The lease was renewed recently enough: the node may answer for what it owns.
     Valid,
     /// No keep-alive was acknowledged in time (etcd unreachable, the process paused): the node
     /// answers nothing until one is, which may still happen if etcd kept the lease.
     Expired,
-    /// etcd says the lease is gone, or the session was closed: for good.
+    /// etcd says the lease is gone, or the lease was revoked: for good.
     Lost,
 }
 
@@ -61,7 +61,7 @@ struct Shared {
 }
 
 /// A node's lease in etcd and its keep-alive.
-pub struct Session {
+pub struct NodeLease {
     etcd: Arc<Etcd>,
     lease: i64,
     ttl: Duration,
@@ -70,10 +70,10 @@ pub struct Session {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-impl Session {
+impl NodeLease {
     /// Grants a lease of `ttl` (whole seconds, at least 1; etcd may raise it to its minimum)
     /// and starts keeping it alive every third of the granted TTL.
-    pub async fn start(etcd: &Arc<Etcd>, ttl: Duration) -> Result<Session, StorageError> {
+    pub async fn start(etcd: &Arc<Etcd>, ttl: Duration) -> Result<NodeLease, StorageError> {
         let asked = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         let sent = now();
         let mut client = etcd.client();
@@ -95,7 +95,7 @@ impl Session {
             Arc::clone(&shared),
             stopped,
         ));
-        Ok(Session {
+        Ok(NodeLease {
             etcd: Arc::clone(etcd),
             lease: granted.id(),
             ttl,
@@ -115,14 +115,14 @@ impl Session {
         self.ttl
     }
 
-    /// Where the session stands now.
-    pub fn state(&self) -> SessionState {
+    /// Where the lease stands now.
+    pub fn state(&self) -> LeaseState {
         if self.shared.state.load(Ordering::Acquire) == LOST {
-            SessionState::Lost
+            LeaseState::Lost
         } else if as_nanos(now()) < self.shared.deadline_ns.load(Ordering::Acquire) {
-            SessionState::Valid
+            LeaseState::Valid
         } else {
-            SessionState::Expired
+            LeaseState::Expired
         }
     }
 
@@ -153,14 +153,14 @@ impl Session {
     }
 }
 
-impl Drop for Session {
+impl Drop for NodeLease {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
         self.shared.state.store(LOST, Ordering::Release);
     }
 }
 
-/// Whether a session is valid now, from any thread ([`Session::validity`]).
+/// Whether a lease is valid now, from any thread ([`NodeLease::validity`]).
 #[derive(Clone, Debug)]
 pub struct Validity(Arc<Shared>);
 
@@ -223,7 +223,7 @@ async fn keep_alive(
                         .fetch_max(deadline(sent, granted), Ordering::AcqRel);
                 }
                 Ok(Ok(Some(_))) => {
-                    tracing::warn!(lease, "the node's lease expired in etcd: session lost");
+                    tracing::warn!(lease, "the node's lease expired in etcd: lease lost");
                     shared.state.store(LOST, Ordering::Release);
                     return;
                 }
@@ -231,7 +231,7 @@ async fn keep_alive(
                     // etcd may refuse to renew a lease it has expired by breaking the stream
                     // rather than answering TTL 0: ask it whether the lease still exists.
                     if lease_gone(&etcd, lease).await {
-                        tracing::warn!(lease, "the node's lease expired in etcd: session lost");
+                        tracing::warn!(lease, "the node's lease expired in etcd: lease lost");
                         shared.state.store(LOST, Ordering::Release);
                         return;
                     }
