@@ -124,6 +124,26 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// `VERSION REPORT` of a version the authority has not handed out (yet) in that domain.
+    /// Report only versions [`crate::version::VersionAuthority::commit`] returned.
+    #[error(
+        "version {version} of domain {domain} was not handed out (the last commit version is \
+         {last}); report only versions VERSION COMMIT returned"
+    )]
+    VersionNotIssued {
+        /// The domain.
+        domain: u64,
+        /// The version reported.
+        version: u64,
+        /// The last commit version handed out.
+        last: u64,
+    },
+
+    /// The version authority cannot answer now: it is not started, its storage is failing,
+    /// or no durable window arrived in time. Nothing was handed out; retry shortly.
+    #[error("version authority unavailable: {0}; retry shortly")]
+    VersionsUnavailable(String),
+
     /// Cluster mode cannot go on as configured: this node disagrees with the cluster stored in
     /// etcd (another `--partitions`, another format), or its `--node-id` is taken by a live
     /// node. The message names both sides and what to change.
@@ -146,7 +166,7 @@ impl Error {
     /// error).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Busy { .. } | Error::Timeout { .. } => true,
+            Error::Busy { .. } | Error::Timeout { .. } | Error::VersionsUnavailable(_) => true,
             Error::Storage(e) => e.is_retryable(),
             Error::Partition { source, .. } => source.is_retryable(),
             _ => false,

@@ -64,6 +64,7 @@ mod stats;
 pub mod storage;
 mod types;
 mod util;
+pub mod version;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BusyReason, Error, Result};
