@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 use common::process::Daemon;
-use seqd::daemon::{Config, DurabilityMode, LogFormat, StoreKind};
+use seqd::daemon::{Config, DurabilityMode, LogFormat, StoreKind, VersionClockKind};
 
 /// `seqd serve`'s flags, as the binary declares them (`Serve(Box<Config>)`).
 #[derive(Parser, Debug)]
@@ -46,6 +46,8 @@ const ENV: &[(&str, &str)] = &[
     ("SEQD_REQUEST_TIMEOUT", "10"),
     ("SEQD_WRITE_TIMEOUT", "11"),
     ("SEQD_LOG_FORMAT", "json"),
+    ("SEQD_VERSION_BASELINE", "12"),
+    ("SEQD_VERSION_CLOCK", "micros"),
     ("SEQD_IO_SPIN_US", "12"),
     ("SEQD_MAX_PENDING_BYTES", "70000"),
     #[cfg(feature = "cluster")]
@@ -87,6 +89,8 @@ fn from_env() -> Config {
         max_pending_bytes: 70_000,
         request_timeout_secs: 10,
         write_timeout_secs: 11,
+        version_baseline: 12,
+        version_clock: VersionClockKind::Micros,
         log_format: LogFormat::Json,
         #[cfg(feature = "cluster")]
         cluster: seqd::daemon::ClusterConfig {

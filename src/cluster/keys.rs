@@ -121,6 +121,16 @@ impl Keys {
         format!("{}v/{:05}/{:016x}/{:04x}", self.prefix, p.0, ws.0, seq.0)
     }
 
+    /// A value of the version authority (`crate::version`): domain bounds and the epoch.
+    pub fn version_value(&self, ws: WsId, seq: SeqId) -> String {
+        format!("{}versions/{:016x}/{:04x}", self.prefix, ws.0, seq.0)
+    }
+
+    /// The version authority's chain key (`cluster/versions.rs`).
+    pub fn versions_chain(&self) -> String {
+        format!("{}versions/chain", self.prefix)
+    }
+
     /// The partition a key under `prefix` names (`owner/00003` → 3).
     pub fn partition_in(&self, prefix: &str, key: &[u8]) -> Option<PartitionId> {
         let rest = key.strip_prefix(prefix.as_bytes())?;

@@ -14,7 +14,8 @@
 //! * [`Campaign`]: the Director's election and its rounds; [`plan`]: where partitions go;
 //! * [`ClusterView`]: a node's watch-fed picture of the cluster (`GET /v1/cluster`);
 //! * [`Holding`]: what a node does with one partition, as a state with checked transitions;
-//! * [`forward`]: pipelined connections to other nodes, for requests they own.
+//! * [`forward`]: pipelined connections to other nodes, for requests they own;
+//! * [`VersionStore`]: the version authority's storage, fenced by the Director's election.
 
 mod director;
 mod etcd;
@@ -26,9 +27,10 @@ mod membership;
 mod node_lease;
 pub mod records;
 mod storage;
+mod versions;
 mod view;
 
-pub use director::{Campaign, DirectorHooks, DirectorStatus, NoHooks};
+pub use director::{Campaign, DirectorHooks, DirectorStatus, HookFuture, NoHooks};
 pub use etcd::{Etcd, EtcdStats};
 pub use holding::{Action, Holding, Stale};
 pub use keys::Keys;
@@ -36,4 +38,5 @@ pub use layout::plan;
 pub use membership::{check_meta, read_meta, register};
 pub use node_lease::{LeaseState, NodeLease, Validity, now};
 pub use storage::{DEFAULT_MAX_TXN_OPS, EtcdStorage, Ownership, Vacant};
+pub use versions::VersionStore;
 pub use view::{ClusterSnapshot, ClusterView, DirectorSnapshot, NodeSnapshot, PartitionSnapshot};

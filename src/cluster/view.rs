@@ -43,6 +43,9 @@ pub struct ClusterSnapshot {
     pub partitions_count: u16,
     /// The Director, when one is elected.
     pub director: Option<DirectorSnapshot>,
+    /// The version authority's node and epoch: the Director runs it on its own node under
+    /// its own epoch.
+    pub version_authority: Option<DirectorSnapshot>,
     /// The live nodes.
     pub nodes: Vec<NodeSnapshot>,
     /// Every partition, in order.
@@ -158,6 +161,10 @@ impl ClusterView {
             cluster: self.name.clone(),
             partitions_count: self.partitions,
             director: s.director.as_ref().map(|(node, epoch)| DirectorSnapshot {
+                node: node.clone(),
+                epoch: *epoch,
+            }),
+            version_authority: s.director.as_ref().map(|(node, epoch)| DirectorSnapshot {
                 node: node.clone(),
                 epoch: *epoch,
             }),

@@ -95,6 +95,21 @@ pub enum Command<'a> {
     Watch,
     /// `UNWATCH`: nothing is ever watched, so `+OK`.
     Unwatch,
+    /// `VERSION COMMIT|READ|REPORT|STATUS ...`: the version authority.
+    Version(VersionSub),
+}
+
+/// The subcommands of `VERSION` (SPEC §6); a domain is any `u64`, 0 when left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionSub {
+    /// `VERSION COMMIT [domain]`: a new commit version.
+    Commit(u64),
+    /// `VERSION READ [domain]`: the read version.
+    Read(u64),
+    /// `VERSION REPORT domain version`: that commit succeeded.
+    Report(u64, u64),
+    /// `VERSION STATUS [domain]`: the domain's state.
+    Status(u64),
 }
 
 /// The subcommands of `COMMAND`.

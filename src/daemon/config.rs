@@ -27,6 +27,15 @@ pub enum StoreKind {
     Memory,
 }
 
+/// `--version-clock`: how commit versions advance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum VersionClockKind {
+    /// By one per commit.
+    Counter,
+    /// By one per commit and at least to the wall clock in microseconds.
+    Micros,
+}
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -140,6 +149,17 @@ pub struct Config {
     )]
     pub write_timeout_secs: u64,
 
+    /// The version authority (`VERSION ...`) resumes every domain above this version, even
+    /// when its storage holds less: a recovery baseline from elsewhere (the last commit
+    /// version of a restored backup or of the system seqd replaces).
+    #[arg(long, env = "SEQD_VERSION_BASELINE", default_value_t = 0)]
+    pub version_baseline: u64,
+
+    /// How commit versions advance: `counter` (by one) or `micros` (by one and at least to
+    /// the wall clock's microseconds since the Unix epoch, never back when the clock is).
+    #[arg(long, env = "SEQD_VERSION_CLOCK", value_enum, default_value_t = VersionClockKind::Counter)]
+    pub version_clock: VersionClockKind,
+
     /// Log format.
     #[arg(long, env = "SEQD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -171,6 +191,8 @@ impl Default for Config {
             max_pending_bytes: 256 << 20,
             request_timeout_secs: 30,
             write_timeout_secs: 30,
+            version_baseline: 0,
+            version_clock: VersionClockKind::Counter,
             log_format: LogFormat::Human,
             #[cfg(feature = "cluster")]
             cluster: super::cluster::ClusterConfig::default(),
@@ -229,6 +251,9 @@ impl Config {
         }
         if self.request_timeout_secs == 0 || self.write_timeout_secs == 0 {
             return bad("--request-timeout and --write-timeout must be >= 1 second");
+        }
+        if self.version_baseline == u64::MAX {
+            return bad("--version-baseline must be below 18446744073709551615 (u64::MAX)");
         }
         if self.auth_token.as_deref() == Some("") {
             return bad("--auth-token must not be empty");

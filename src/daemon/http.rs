@@ -30,13 +30,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/flush", post(flush))
         .route("/v1/partitions/{p}/actualize", post(actualize))
         .route("/v1/cluster", get(cluster))
+        .merge(super::versions::http::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(Arc::clone(&shared), guard))
         .with_state(shared)
 }
 
-fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     let mut resp = (status, Json(json!({ "error": msg.into() }))).into_response();
     if status == StatusCode::SERVICE_UNAVAILABLE {
         resp.headers_mut()
@@ -103,8 +104,11 @@ async fn healthz() -> Response {
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let partitions = shared.partitions.len();
-    #[allow(unused_mut)]
     let mut why = shared.partitions.not_ready();
+    let unready = why.len();
+    if let Some(w) = shared.versions.not_ready() {
+        why.push(w);
+    }
     #[cfg(feature = "cluster")]
     if let Some(node) = &shared.cluster
         && node.lease_state() != crate::cluster::LeaseState::Valid
@@ -117,8 +121,7 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "{} of {partitions} partitions not ready: {}",
-                why.len(),
+                "{unready} of {partitions} partitions not ready: {}",
                 why.join("; ")
             ),
         )
@@ -127,12 +130,12 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let statuses = shared.partitions.statuses().await;
-    #[allow(unused_mut)]
     let mut node = super::metrics::NodeSeries::default();
     #[cfg(feature = "cluster")]
     if let Some(n) = &shared.cluster {
         node = n.series(&shared.partitions);
     }
+    shared.versions.series(&mut node);
     let body = shared.metrics.render(statuses, node);
     (
         [(
@@ -160,7 +163,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
 
 /// A path parameter axum could not extract (e.g. an invalid percent-escape such as `%ff`):
 /// 400 with the JSON error body, like every other error.
-fn bad_path(e: PathRejection) -> Response {
+pub(crate) fn bad_path(e: PathRejection) -> Response {
     error(
         StatusCode::BAD_REQUEST,
         format!("bad path: {}", e.body_text()),
@@ -194,12 +197,12 @@ fn bad(msg: String) -> Box<Response> {
     Box::new(error(StatusCode::BAD_REQUEST, msg))
 }
 
-fn clip(s: &str) -> String {
+pub(crate) fn clip(s: &str) -> String {
     s.chars().take(32).collect()
 }
 
 /// 503 with `Retry-After`: busy, retry. Counted with the protocol's `-BUSY` replies.
-fn unavailable(shared: &Shared, msg: impl Into<String>) -> Response {
+pub(crate) fn unavailable(shared: &Shared, msg: impl Into<String>) -> Response {
     shared.metrics.add_http_busy();
     error(StatusCode::SERVICE_UNAVAILABLE, msg)
 }
@@ -327,7 +330,7 @@ async fn actualize(
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint; see /v1/status, /v1/sequences/{ws}/{seq}, /metrics",
+        "no such endpoint; see /v1/status, /v1/sequences/{ws}/{seq}, /v1/versions/{domain}, /metrics",
     )
 }
 

@@ -1,7 +1,7 @@
 //! `INFO`: the server described in Redis's text format (`# Section` headers, `field:value`
 //! lines, CRLF line ends), so tools and client libraries that read Redis's fields find them —
 //! `redis_version`, `loading`, `role`, `connected_clients` — and seqd's own sections after
-//! them: partitions, durability, leases.
+//! them: partitions, durability, leases, versions.
 
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -44,7 +44,7 @@ pub(crate) fn render(shared: &Shared, sections: Sections, snap: &Snapshot<'_>) -
     out
 }
 
-type Field<'f> = dyn FnMut(&str, &dyn std::fmt::Display) + 'f;
+pub(crate) type Field<'f> = dyn FnMut(&str, &dyn std::fmt::Display) + 'f;
 
 fn write_section(f: &mut Field<'_>, shared: &Shared, section: Sections, snap: &Snapshot<'_>) {
     let config = &shared.config;
@@ -149,6 +149,8 @@ fn write_section(f: &mut Field<'_>, shared: &Shared, section: Sections, snap: &S
         f("lease_evictions", &sum(|s| s.lease_evictions));
         f("dropped_lease_ranges", &sum(|s| s.dropped_lease_ranges));
         f("max_leases", &config.max_leases);
+    } else if section == Sections::VERSIONS {
+        shared.versions.info(f);
     } else if section == Sections::KEYSPACE {
         // Redis omits an empty database.
         if let Some(keys) = snap.keys.filter(|&k| k > 0) {

@@ -25,6 +25,7 @@ pub mod protocol;
 mod server;
 mod status;
 mod store;
+pub(crate) mod versions;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,7 +37,7 @@ use tokio::sync::{Semaphore, watch};
 
 #[cfg(feature = "cluster")]
 pub use cluster::ClusterConfig;
-pub use config::{Config, DurabilityMode, LogFormat, StoreKind};
+pub use config::{Config, DurabilityMode, LogFormat, StoreKind, VersionClockKind};
 pub use lease::{GROW_BELOW, MAX_WINDOW, MIN_WINDOW, SHRINK_ABOVE};
 pub use status::PartitionStatus;
 pub use store::{Backend, MemoryBackend, open_backend};
@@ -72,6 +73,8 @@ pub(crate) struct Shared {
     /// The protocol's port (the bound one, also when 0 was asked for).
     pub(crate) port: u16,
     pub(crate) started: Instant,
+    /// The version authority (`VERSION ...`).
+    pub(crate) versions: Arc<versions::Versions>,
 }
 
 /// The longest pause after a failed `accept` (at the open-file limit, say); the first is 10 ms
@@ -187,7 +190,25 @@ async fn serve_on(
             return Err(e);
         }
     };
+    // A single node runs the version authority on its own storage; in a cluster the
+    // Director's node runs it.
+    let (versions, version_storage) = match &cluster {
+        #[cfg(feature = "cluster")]
+        Some(node) => (Arc::clone(&node.versions), None),
+        #[cfg(not(feature = "cluster"))]
+        Some(never) => match *never {},
+        None => {
+            let storage = backend.version_storage();
+            let initial = if storage.is_some() {
+                versions::Authority::Starting { failure: None }
+            } else {
+                versions::Authority::Unavailable
+            };
+            (Arc::new(versions::Versions::new(&config, initial)), storage)
+        }
+    };
     let shared = Arc::new(Shared {
+        versions,
         pending: PendingBudget::new(config.max_pending_bytes),
         config,
         partitions,
@@ -213,6 +234,8 @@ async fn serve_on(
         (tx, task)
     };
 
+    let versions_start = version_storage
+        .map(|storage| tokio::spawn(Arc::clone(&shared.versions).start(storage, stop_rx.clone())));
     let mut http_stop = stop_rx.clone();
     let router = http::router(Arc::clone(&shared));
     let http = tokio::spawn(async move {
@@ -283,6 +306,9 @@ async fn serve_on(
         if let Some(task) = driver {
             let _ = task.await;
         }
+        // While still the Director: the version authority saves its exact last versions
+        // (fenced by the election), so the next Director's skips nothing.
+        shared.versions.close().await;
         node.leave().await;
     }
     tracing::info!("stopping: no new connections; draining");
@@ -297,6 +323,10 @@ async fn serve_on(
     }
     io.stop().await;
     let _ = http.await;
+    if let Some(task) = versions_start {
+        let _ = task.await;
+    }
+    shared.versions.close().await;
     let report = shared.partitions.stop().await;
     if shared.config.durability == DurabilityMode::Lease
         && !report.cursors.is_empty()

@@ -30,6 +30,13 @@ pub trait Backend: Send + Sync + 'static {
 
     /// For logs: what and where.
     fn describe(&self) -> String;
+
+    /// The version authority's storage (`VERSION ...`), apart from every partition's
+    /// numbers; `None` when this backend keeps none (the commands then answer that the
+    /// authority is not available here). Called once at start.
+    fn version_storage(&self) -> Option<Arc<dyn SeqStorage>> {
+        None
+    }
 }
 
 /// Opens the backend `config` asks for.
@@ -70,6 +77,10 @@ impl Backend for crate::storage::RocksDbStorage {
         crate::storage::RocksDbStorage::count_sequences(self)
     }
 
+    fn version_storage(&self) -> Option<Arc<dyn SeqStorage>> {
+        Some(Arc::new(crate::storage::RocksDbStorage::versions(self)))
+    }
+
     fn describe(&self) -> String {
         format!("rocksdb at {}", self.path().display())
     }
@@ -81,6 +92,7 @@ impl Backend for crate::storage::RocksDbStorage {
 pub struct MemoryBackend {
     partitions: Mutex<FxHashMap<PartitionId, Arc<MemoryStorage>>>,
     cursors: Mutex<Vec<SeqValue>>,
+    versions: Arc<MemoryStorage>,
 }
 
 impl Backend for MemoryBackend {
@@ -107,6 +119,10 @@ impl Backend for MemoryBackend {
 
     fn describe(&self) -> String {
         "memory (nothing survives the process)".into()
+    }
+
+    fn version_storage(&self) -> Option<Arc<dyn SeqStorage>> {
+        Some(Arc::clone(&self.versions) as Arc<dyn SeqStorage>)
     }
 }
 

@@ -22,7 +22,7 @@ use crate::types::{Number, PLogOffset, SeqId, WsId};
 pub use faulty::{FaultOps, FaultyStorage};
 pub use memory::MemoryStorage;
 #[cfg(feature = "rocksdb")]
-pub use rocksdb::{Durability, RocksDbOptions, RocksDbPartition, RocksDbStorage};
+pub use rocksdb::{Durability, RocksDbOptions, RocksDbPartition, RocksDbStorage, RocksDbVersions};
 
 /// One sequence's number: "sequence `seq` of workspace `ws` has handed out `number`".
 ///

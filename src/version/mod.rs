@@ -164,7 +164,8 @@ pub(crate) struct State {
 /// [`VersionOptions::wait`] for storage.
 pub struct VersionAuthority<S: SeqStorage> {
     inner: Arc<Inner<S>>,
-    reserver: Option<JoinHandle<()>>,
+    /// Taken by the first `close` (or the drop) that stops it.
+    reserver: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl<S: SeqStorage> VersionAuthority<S> {
@@ -244,7 +245,7 @@ impl<S: SeqStorage> VersionAuthority<S> {
             })?;
         Ok(VersionAuthority {
             inner,
-            reserver: Some(reserver),
+            reserver: Mutex::new(Some(reserver)),
         })
     }
 
@@ -414,8 +415,9 @@ impl<S: SeqStorage> VersionAuthority<S> {
 
     /// Stops handing out versions and writes the exact last version of every domain, so the
     /// next open skips nothing. Bounded by [`VersionOptions::close_timeout`]; on failure the
-    /// next open still skips at most one window per domain.
-    pub fn close(mut self) -> Result<()> {
+    /// next open still skips at most one window per domain. Every later call is refused
+    /// ([`Error::Busy`], closing); a second `close` writes the same values again.
+    pub fn close(&self) -> Result<()> {
         self.stop();
         let inner = &*self.inner;
         let values: Vec<SeqValue> = {
@@ -450,14 +452,15 @@ impl<S: SeqStorage> VersionAuthority<S> {
     }
 
     /// Refuses new requests and joins the reserver.
-    fn stop(&mut self) {
+    fn stop(&self) {
         {
             let mut st = lock(&self.inner.state);
             st.closing = true;
         }
         self.inner.wake.notify_all();
         self.inner.progress.notify_all();
-        if let Some(t) = self.reserver.take() {
+        let reserver = lock(&self.reserver).take();
+        if let Some(t) = reserver {
             let _ = t.join();
         }
     }

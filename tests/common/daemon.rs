@@ -175,19 +175,21 @@ pub fn next(con: &mut redis::Connection, ws: u64, seq: u16, count: u64) -> redis
 }
 
 /// A backend whose partitions are `FaultyStorage` over memory, for fault tests.
-#[derive(Default)]
 pub struct FaultyBackend {
     pub parts: std::sync::Mutex<Vec<Arc<FaultyStorage<MemoryStorage>>>>,
     cursors: std::sync::Mutex<Vec<SeqValue>>,
+    /// The version authority's storage.
+    pub versions: Arc<FaultyStorage<MemoryStorage>>,
 }
 
 impl FaultyBackend {
     pub fn with_partitions(n: usize) -> Arc<FaultyBackend> {
-        let b = FaultyBackend::default();
-        *b.parts.lock().unwrap() = (0..n)
-            .map(|_| Arc::new(FaultyStorage::new(MemoryStorage::new())))
-            .collect();
-        Arc::new(b)
+        let faulty = || Arc::new(FaultyStorage::new(MemoryStorage::new()));
+        Arc::new(FaultyBackend {
+            parts: std::sync::Mutex::new((0..n).map(|_| faulty()).collect()),
+            cursors: Default::default(),
+            versions: faulty(),
+        })
     }
 
     pub fn part(&self, p: usize) -> Arc<FaultyStorage<MemoryStorage>> {
@@ -220,5 +222,8 @@ impl Backend for FaultyBackend {
     }
     fn describe(&self) -> String {
         "faulty memory".into()
+    }
+    fn version_storage(&self) -> Option<Arc<dyn SeqStorage>> {
+        Some(Arc::clone(&self.versions) as Arc<dyn SeqStorage>)
     }
 }

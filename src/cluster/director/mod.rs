@@ -49,17 +49,24 @@ const LOCKS_PER_TXN: usize = 64;
 
 /// What the Director starts on its node when it is elected (the version authority, SPEC §6).
 pub trait DirectorHooks: Send + Sync + 'static {
-    /// The node became Director under `epoch`. An error fails the round, which is retried.
-    fn elected(&self, epoch: i64) -> Result<(), StorageError>;
+    /// Every round of the Director elected under `epoch` (phase 4): start what runs on the
+    /// Director's node under that epoch, if it does not run yet. An error fails the round,
+    /// which is retried. Runs on the etcd client's thread: block nowhere, hand blocking work
+    /// to another runtime.
+    fn elected(&self, epoch: i64) -> HookFuture<'_>;
 }
+
+/// What [`DirectorHooks::elected`] returns.
+pub type HookFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StorageError>> + Send + 'a>>;
 
 /// No hooks.
 #[derive(Debug, Default)]
 pub struct NoHooks;
 
 impl DirectorHooks for NoHooks {
-    fn elected(&self, _epoch: i64) -> Result<(), StorageError> {
-        Ok(())
+    fn elected(&self, _epoch: i64) -> HookFuture<'_> {
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 

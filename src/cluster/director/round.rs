@@ -17,6 +17,9 @@ impl Campaign {
     pub(super) async fn round(&self, epoch: i64) -> Result<i64, RoundError> {
         // Phase 1: discover.
         let (nodes, revision) = self.read_nodes().await?;
+        // Still elected at or after `revision`: a deposition before it is seen here, one
+        // after it by the watch that starts there (phase 6).
+        self.check_elected(epoch).await?;
         let sequencers: Vec<String> = nodes
             .iter()
             .filter(|(n, _)| n.is_sequencer())
@@ -66,7 +69,10 @@ impl Campaign {
             handovers = handovers.len()
         );
         // Phase 4: versions.
-        self.hooks.elected(epoch).map_err(RoundError::Storage)?;
+        self.hooks
+            .elected(epoch)
+            .await
+            .map_err(RoundError::Storage)?;
         // Phase 5: publish (when it changed).
         let unchanged = lock(&self.published)
             .as_ref()

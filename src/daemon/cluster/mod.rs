@@ -10,6 +10,7 @@ mod config;
 pub(crate) mod driver;
 pub(crate) mod node;
 mod route;
+pub(crate) mod versions;
 
 pub use config::ClusterConfig;
 pub(crate) use node::Node;

@@ -10,13 +10,15 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use super::ClusterConfig;
+use super::versions::VersionHooks;
 use crate::cluster::forward::{PEER_NAME, PeerOptions, Peers};
 use crate::cluster::records::{NodeRecord, Role};
 use crate::cluster::{
-    Campaign, ClusterView, DirectorStatus, Etcd, Keys, LeaseState, NoHooks, NodeLease, Validity,
-    check_meta, read_meta, register,
+    Campaign, ClusterView, DirectorStatus, Etcd, Keys, LeaseState, NodeLease, Validity, check_meta,
+    read_meta, register,
 };
 use crate::daemon::Config;
+use crate::daemon::versions::{Authority, Versions};
 use crate::error::{Error, Result};
 use crate::storage::StorageError;
 use crate::util::lock;
@@ -59,6 +61,10 @@ pub(crate) struct Node {
     /// The current lease's deadline check, for the gates opened under it.
     validity: ArcSwap<Validity>,
     director: Mutex<Option<Director>>,
+    /// The version authority: run here while this node is the Director.
+    pub(crate) versions: Arc<Versions>,
+    /// The daemon's runtime (the Director's hooks hand blocking work to it).
+    main: tokio::runtime::Handle,
 }
 
 impl Node {
@@ -139,6 +145,8 @@ impl Node {
             max_ops: cc.etcd_max_txn_ops,
             lease_slot: Mutex::new(None),
             director: Mutex::new(None),
+            versions: Arc::new(Versions::new(config, Authority::Elsewhere)),
+            main: tokio::runtime::Handle::current(),
         });
         node.stats.leases.fetch_add(1, Ordering::Relaxed);
         node.campaign(node_lease.lease());
@@ -243,7 +251,12 @@ impl Node {
             self.id.clone(),
             lease,
             self.partitions,
-            Arc::new(NoHooks),
+            Arc::new(VersionHooks {
+                versions: Arc::clone(&self.versions),
+                etcd: Arc::clone(&self.etcd),
+                keys: self.keys.clone(),
+                main: self.main.clone(),
+            }),
         );
         let (stop, stopped) = watch::channel(false);
         let task = self.etcd.spawn(campaign.run(stopped));

@@ -4,7 +4,8 @@
 //! it behave as they do with Redis.
 
 use super::{
-    ClientSub, Command, CommandError, CommandSub, LibAttr, Words, arity, no_args, show, spec,
+    ClientSub, Command, CommandError, CommandSub, LibAttr, VersionSub, Words, arity, no_args,
+    number, show, spec,
 };
 
 /// Parses the command `name` (not a number command) with arguments `rest`.
@@ -51,6 +52,8 @@ pub(super) fn parse<'a>(name: &'a [u8], rest: &[&'a [u8]]) -> Result<Command<'a>
         client(rest)
     } else if is("INFO") {
         Ok(Command::Info(Sections::parse(rest)))
+    } else if is("VERSION") {
+        version(rest)
     } else if is("DBSIZE") {
         no_args(rest, "dbsize", Command::DbSize)
     } else if is("TIME") {
@@ -101,15 +104,17 @@ impl Sections {
     pub const DURABILITY: Sections = Sections(1 << 7);
     /// `# Leases`: lease mode's windows.
     pub const LEASES: Sections = Sections(1 << 8);
+    /// `# Versions`: the version authority.
+    pub const VERSIONS: Sections = Sections(1 << 9);
     /// No section.
     pub const NONE: Sections = Sections(0);
     /// `INFO all` / `INFO everything`: every section.
-    pub const ALL: Sections = Sections(0x1ff);
+    pub const ALL: Sections = Sections(0x3ff);
     /// `INFO` and `INFO default`: every section but the keyspace.
-    pub const DEFAULT: Sections = Sections(0x1ff & !(1 << 5));
+    pub const DEFAULT: Sections = Sections(0x3ff & !(1 << 5));
 
     /// Each section's name as `INFO` takes it, in the order `INFO` prints them.
-    pub const NAMED: [(&'static str, Sections); 9] = [
+    pub const NAMED: [(&'static str, Sections); 10] = [
         ("server", Self::SERVER),
         ("clients", Self::CLIENTS),
         ("stats", Self::STATS),
@@ -118,6 +123,7 @@ impl Sections {
         ("partitions", Self::PARTITIONS),
         ("durability", Self::DURABILITY),
         ("leases", Self::LEASES),
+        ("versions", Self::VERSIONS),
         ("keyspace", Self::KEYSPACE),
     ];
 
@@ -311,4 +317,36 @@ fn client<'a>(rest: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
         return Err(unknown_subcommand(sub, "CLIENT"));
     };
     Ok(Command::Client(sub))
+}
+
+/// `VERSION COMMIT [domain]`, `READ [domain]`, `REPORT domain version`, `STATUS [domain]`.
+fn version<'a>(rest: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
+    let Some((&sub, args)) = rest.split_first() else {
+        return Err(arity("version"));
+    };
+    let is = |s: &str| sub.eq_ignore_ascii_case(s.as_bytes());
+    let domain = |b: &[u8]| number(b, "domain", 0, u64::MAX);
+    let optional_domain = |name: &str| match *args {
+        [] => Ok(0),
+        [d] => domain(d),
+        _ => Err(arity(name)),
+    };
+    let sub = if is("COMMIT") {
+        VersionSub::Commit(optional_domain("version|commit")?)
+    } else if is("READ") {
+        VersionSub::Read(optional_domain("version|read")?)
+    } else if is("STATUS") {
+        VersionSub::Status(optional_domain("version|status")?)
+    } else if is("REPORT") {
+        let [d, v] = *args else {
+            return Err(arity("version|report"));
+        };
+        VersionSub::Report(domain(d)?, number(v, "version", 0, u64::MAX)?)
+    } else {
+        return Err(CommandError(format!(
+            "ERR unknown subcommand '{}'. Try VERSION COMMIT|READ|REPORT|STATUS.",
+            show(sub)
+        )));
+    };
+    Ok(Command::Version(sub))
 }

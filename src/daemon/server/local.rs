@@ -69,6 +69,7 @@ impl Conn {
                  for a concurrent one, so MULTI/EXEC needs no WATCH",
             ),
             Command::Unwatch => self.local(|o| protocol::write_simple(o, "OK")),
+            Command::Version(sub) => self.version(sub),
             // Routed by `execute`; never here.
             Command::GetSeq | Command::Current | Command::Next { .. } | Command::Peek { .. } => {
                 self.local_error("ERR internal: a number command was not routed")

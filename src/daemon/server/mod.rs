@@ -34,6 +34,7 @@ use super::io::context::IoContext;
 use super::lease::Served;
 use super::partition::{Batch, Reply, Req};
 use super::protocol::{self, Args, Proto, parse_request};
+use super::versions::{VersionReply, VersionReq, write_reply as write_version};
 use crate::types::{SeqId, WsId};
 use crate::util::lock;
 use buffer::{hold, recycle};
@@ -59,6 +60,8 @@ enum Slot {
     Forwarded { p: usize, index: usize },
     /// Answered after the batches: it needs the partitions' statuses or storage.
     Deferred(Deferred),
+    /// Reply `index` of this read's `VERSION` requests.
+    Version(usize),
 }
 
 /// The replies that wait for more than the connection knows.
@@ -95,6 +98,9 @@ struct Conn {
     /// and their replies.
     forwards: Vec<Vec<Req>>,
     forwarded: Vec<Vec<Reply>>,
+    /// This read's `VERSION` requests, answered in order after the batches, and replies.
+    versions: Vec<VersionReq>,
+    version_replies: Vec<VersionReply>,
     /// Cluster mode: another node forwarding its clients' requests (`CLIENT SETNAME
     /// seqd-peer`): a request for a partition not served here is refused with `-TRYAGAIN`,
     /// never forwarded again.
@@ -134,6 +140,8 @@ pub(crate) async fn serve_connection(
         counts: Default::default(),
         forwards: Vec::new(),
         forwarded: Vec::new(),
+        versions: Vec::new(),
+        version_replies: Vec::new(),
         peer: false,
     };
     let request_timeout = conn.shared.config.request_timeout();
@@ -244,6 +252,7 @@ impl Conn {
         for f in &mut self.forwards {
             f.clear();
         }
+        self.versions.clear();
         let mut pos = 0;
         let mut args = std::mem::take(&mut self.args);
         let mut spare: Vec<&[u8]> = Vec::new();
@@ -350,6 +359,13 @@ impl Conn {
         self.slots.push(Slot::Routed { p, index });
     }
 
+    /// `VERSION ...`: answered with this read's other version requests, in order.
+    fn version(&mut self, req: VersionReq) {
+        self.counts.other += 1;
+        self.slots.push(Slot::Version(self.versions.len()));
+        self.versions.push(req);
+    }
+
     /// Cluster mode: queues `req` for partition `p`'s owner.
     fn forward(&mut self, p: usize, req: Req) {
         let n = self.shared.partitions.len();
@@ -411,6 +427,15 @@ impl Conn {
                 self.shared.partitions.settle(p, batch, durable).await;
             }
         }
+        if !self.versions.is_empty() {
+            super::versions::answer_anywhere(
+                &self.shared,
+                &self.versions,
+                &mut self.version_replies,
+                self.peer,
+            )
+            .await;
+        }
         #[cfg(feature = "cluster")]
         if let Some(node) = &self.shared.cluster
             && self.forwards.iter().any(|f| !f.is_empty())
@@ -436,6 +461,15 @@ impl Conn {
                 Slot::Deferred(_) => {
                     protocol::write_error(&mut self.out, "ERR internal: reply not resolved")
                 }
+                Slot::Version(index) => match self.version_replies.get(*index) {
+                    Some(reply) => {
+                        if matches!(reply, VersionReply::Error(m) if m.starts_with("BUSY")) {
+                            self.counts.busy += 1;
+                        }
+                        write_version(&mut self.out, self.proto, reply);
+                    }
+                    None => protocol::write_error(&mut self.out, "ERR internal: reply missing"),
+                },
             }
         }
     }

@@ -17,6 +17,9 @@ mod cursors;
 mod fresh;
 mod handle;
 mod partition;
+mod versions;
+
+pub use versions::RocksDbVersions;
 
 use super::StorageError;
 use super::codec::{self, FORMAT_KEY, FORMAT_VERSION};
@@ -26,6 +29,7 @@ const CF_NUMBERS: &str = "numbers";
 const CF_CHECKPOINT: &str = "checkpoint";
 const CF_PLOG: &str = "plog";
 const CF_CURSORS: &str = "cursors";
+const CF_VERSIONS: &str = "versions";
 
 /// When a write is on disk.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -267,6 +271,7 @@ fn open_db(path: &Path, options: &RocksDbOptions) -> Result<DB, StorageError> {
         cf(CF_CHECKPOINT, None),
         cf(CF_PLOG, Some(2)),
         cf(CF_CURSORS, None),
+        cf(CF_VERSIONS, None),
     ];
     let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| open_error(path, e))?;
     check_format(&db, path, existing.is_some())?;
@@ -385,7 +390,7 @@ mod tests {
             // A seqd layout without a version key is refused too.
             let mut o = rocksdb::Options::default();
             o.create_if_missing(true);
-            let cfs = [CF_NUMBERS, CF_CHECKPOINT, CF_PLOG, CF_CURSORS];
+            let cfs = [CF_NUMBERS, CF_CHECKPOINT, CF_PLOG, CF_CURSORS, CF_VERSIONS];
             let db = DB::open_cf(&o, dir.path(), cfs).unwrap();
             db.delete(FORMAT_KEY).unwrap();
         }

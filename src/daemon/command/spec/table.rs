@@ -60,6 +60,17 @@ const READ_KEY: Key = Key {
     flags: &["RO", "access"],
 };
 
+/// A subcommand of `VERSION`: keyless (the authority is one per server or cluster, so
+/// cluster clients may send it to any node).
+const VERSION_SUB: Spec = Spec {
+    flags: &["write", "fast"],
+    acl: &["@write", "@fast"],
+    group: "version",
+    ..BASE
+};
+
+const DOMAIN: Arg = arg("domain", "integer");
+
 /// A subcommand of `CLIENT`.
 const CLIENT_SUB: Spec = Spec {
     flags: &["noscript", "loading", "stale"],
@@ -113,6 +124,51 @@ pub static COMMANDS: &[Spec] = &[
         summary: "Returns the number the next NEXT of a sequence returns, without taking it.",
         group: "sequence",
         args: &[WORKSPACE, SEQUENCE],
+        ..BASE
+    },
+    Spec {
+        name: "version",
+        arity: -2,
+        acl: &["@slow"],
+        summary: "A container for the version authority's commands (commit and read versions).",
+        group: "version",
+        complexity: "Depends on subcommand.",
+        subcommands: &[
+            Spec {
+                name: "version|commit",
+                arity: -2,
+                args: &[optional(DOMAIN)],
+                summary: "Takes a new commit version of a domain; returns [last commit version, \
+                          commit version, epoch].",
+                ..VERSION_SUB
+            },
+            Spec {
+                name: "version|read",
+                arity: -2,
+                flags: &["readonly", "fast"],
+                acl: &["@read", "@fast"],
+                args: &[optional(DOMAIN)],
+                summary: "Returns a domain's read version: at least every reported commit version.",
+                ..VERSION_SUB
+            },
+            Spec {
+                name: "version|report",
+                arity: 4,
+                args: &[DOMAIN, arg("version", "integer")],
+                summary: "Records that the commit at a version succeeded.",
+                ..VERSION_SUB
+            },
+            Spec {
+                name: "version|status",
+                arity: -2,
+                flags: &["readonly", "fast"],
+                acl: &["@read", "@fast"],
+                args: &[optional(DOMAIN)],
+                summary: "Returns a domain's epoch, baseline, last commit, read version and \
+                          durable bound.",
+                ..VERSION_SUB
+            },
+        ],
         ..BASE
     },
     Spec {
