@@ -61,6 +61,8 @@ const ENV: &[(&str, &str)] = &[
     #[cfg(feature = "cluster")]
     ("SEQD_ROLES", "gateway"),
     #[cfg(feature = "cluster")]
+    ("SEQD_ROUTING", "redirect"),
+    #[cfg(feature = "cluster")]
     ("SEQD_LEASE_TTL", "3"),
     #[cfg(feature = "cluster")]
     ("SEQD_ETCD_TIMEOUT_MS", "500"),
@@ -99,6 +101,7 @@ fn from_env() -> Config {
             node_id: Some("n1".into()),
             advertise: Some("10.0.0.1:7".into()),
             roles: vec!["gateway".into()],
+            routing: seqd::daemon::Routing::Redirect,
             lease_ttl_secs: 3,
             etcd_timeout_ms: 500,
             etcd_max_txn_ops: 64,

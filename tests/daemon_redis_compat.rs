@@ -29,7 +29,7 @@ fn command_and_config_answer_what_clients_ask_on_connect() {
         let (server, _b) = TestServer::memory(mode);
         let mut con = server.redis();
         let count: i64 = redis::cmd("COMMAND").arg("COUNT").query(&mut con).unwrap();
-        assert_eq!(count, 21, "seqd's commands, as COMMAND lists them");
+        assert_eq!(count, 25, "seqd's commands, as COMMAND lists them");
         let all: Vec<String> = redis::cmd("CONFIG")
             .arg("GET")
             .arg("*")

@@ -15,7 +15,8 @@
 //! * [`ClusterView`]: a node's watch-fed picture of the cluster (`GET /v1/cluster`);
 //! * [`Holding`]: what a node does with one partition, as a state with checked transitions;
 //! * [`forward`]: pipelined connections to other nodes, for requests they own;
-//! * [`VersionStore`]: the version authority's storage, fenced by the Director's election.
+//! * [`VersionStore`]: the version authority's storage, fenced by the Director's election;
+//! * [`slots`]: which node Redis Cluster clients are sent to for each slot.
 
 mod director;
 mod etcd;
@@ -26,6 +27,7 @@ mod layout;
 mod membership;
 mod node_lease;
 pub mod records;
+pub mod slots;
 mod storage;
 mod versions;
 mod view;

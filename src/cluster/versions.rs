@@ -34,6 +34,8 @@ struct Inner {
     etcd: Arc<Etcd>,
     keys: Keys,
     epoch: i64,
+    /// Puts per transaction (etcd's `--max-txn-ops`), the chain key's included.
+    max_ops: usize,
     /// The chain key's mod revision as last seen (0: absent); `None` before the first read.
     chain: Mutex<Option<i64>>,
     /// etcd refused a call: another Director was elected.
@@ -41,13 +43,15 @@ struct Inner {
 }
 
 impl VersionStore {
-    /// The store of the authority the Director elected under `epoch` runs.
-    pub fn new(etcd: Arc<Etcd>, keys: Keys, epoch: i64) -> VersionStore {
+    /// The store of the authority the Director elected under `epoch` runs, writing at most
+    /// `max_ops` operations per transaction (etcd's `--max-txn-ops`; at least 2).
+    pub fn new(etcd: Arc<Etcd>, keys: Keys, epoch: i64, max_ops: usize) -> VersionStore {
         VersionStore {
             inner: Arc::new(Inner {
                 etcd,
                 keys,
                 epoch,
+                max_ops: max_ops.max(2),
                 chain: Mutex::new(None),
                 fenced: AtomicBool::new(false),
             }),
@@ -135,8 +139,18 @@ impl Inner {
             .collect()
     }
 
-    /// One chained, fenced write of `values`.
+    /// `values` in chained, fenced transactions of at most `max_ops` operations, in order
+    /// (each domain's bound is one put: a crash between them loses nothing handed out, since
+    /// the reserver counts none of them durable before all succeeded).
     async fn write(&self, values: &[SeqValue]) -> Result<(), StorageError> {
+        for chunk in values.chunks(self.max_ops - 1) {
+            self.write_chunk(chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// One chained, fenced transaction.
+    async fn write_chunk(&self, values: &[SeqValue]) -> Result<(), StorageError> {
         let known = *lock(&self.chain);
         let chain = match known {
             Some(c) => c,

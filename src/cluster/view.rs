@@ -10,6 +10,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
+
+use arc_swap::ArcSwap;
 use std::time::Duration;
 
 use etcd_client::{EventType, GetOptions, KeyValue, WatchOptions};
@@ -19,6 +21,7 @@ use tokio::sync::watch;
 use super::etcd::Etcd;
 use super::keys::{Keys, slot_range};
 use super::records::{DirectorRecord, HandoverRecord, NodeRecord, OwnerRecord, Role, decode};
+use super::slots::SlotMap;
 use crate::storage::StorageError;
 use crate::types::PartitionId;
 
@@ -96,6 +99,9 @@ pub struct ClusterView {
     name: String,
     partitions: u16,
     state: Arc<RwLock<State>>,
+    /// The slot map of `state`, rebuilt after every change (read per request in redirect
+    /// mode, without a lock).
+    slots: Arc<ArcSwap<SlotMap>>,
     changes: watch::Receiver<u64>,
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -110,11 +116,13 @@ impl ClusterView {
         partitions: u16,
     ) -> Result<ClusterView, StorageError> {
         let state = Arc::new(RwLock::new(State::default()));
+        let slots = Arc::new(ArcSwap::from_pointee(SlotMap::default()));
         let reader = Reader {
             etcd: Arc::clone(etcd),
             keys,
             partitions,
             state: Arc::clone(&state),
+            slots: Arc::clone(&slots),
         };
         let (changed, changes) = watch::channel(0u64);
         let revision = reader.load(&changed).await?;
@@ -124,6 +132,7 @@ impl ClusterView {
             name: name.to_owned(),
             partitions,
             state,
+            slots,
             changes,
             stop,
             task,
@@ -143,6 +152,11 @@ impl ClusterView {
     /// The handover the Director asked of partition `p`'s owner, if one is pending.
     pub fn handover(&self, p: PartitionId) -> Option<HandoverRecord> {
         self.read(|s| s.handovers.get(usize::from(p.0)).cloned().flatten())
+    }
+
+    /// Where Redis Cluster clients are sent for each slot.
+    pub fn slots(&self) -> arc_swap::Guard<Arc<SlotMap>> {
+        self.slots.load()
     }
 
     /// The Director's node and epoch.
@@ -223,9 +237,25 @@ struct Reader {
     keys: Keys,
     partitions: u16,
     state: Arc<RwLock<State>>,
+    slots: Arc<ArcSwap<SlotMap>>,
 }
 
 impl Reader {
+    /// Rebuilds the slot map from the state, then tells the waiters.
+    fn changed(&self, changed: &watch::Sender<u64>) {
+        let map = {
+            let s = match self.state.read() {
+                Ok(s) => s,
+                Err(p) => p.into_inner(),
+            };
+            let moving: Vec<bool> = s.handovers.iter().map(Option::is_some).collect();
+            let epoch = s.director.as_ref().map_or(0, |(_, e)| *e);
+            SlotMap::build(&s.nodes, &s.owners, &moving, self.partitions, epoch)
+        };
+        self.slots.store(Arc::new(map));
+        changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Reads every key outside `v/` and replaces the state; returns the read's revision.
     async fn load(&self, changed: &watch::Sender<u64>) -> Result<i64, StorageError> {
         let mut client = self.etcd.client();
@@ -247,7 +277,7 @@ impl Reader {
             self.apply_put(&mut fresh, kv);
         }
         self.replace(fresh);
-        changed.send_modify(|n| *n = n.wrapping_add(1));
+        self.changed(changed);
         Ok(response.header().map_or(0, |h| h.revision()))
     }
 
@@ -354,7 +384,7 @@ impl Reader {
                                     }
                                 }
                                 drop(s);
-                                changed.send_modify(|n| *n = n.wrapping_add(1));
+                                self.changed(&changed);
                             }
                             _ => break,
                         },

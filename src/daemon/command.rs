@@ -97,6 +97,29 @@ pub enum Command<'a> {
     Unwatch,
     /// `VERSION COMMIT|READ|REPORT|STATUS ...`: the version authority.
     Version(VersionSub),
+    /// `CLUSTER subcommand ...`: the Redis Cluster protocol (cluster mode).
+    Cluster(ClusterSub<'a>),
+    /// `READONLY`, `READWRITE`, `ASKING`: Redis Cluster client handshakes, `+OK`.
+    ClusterFlag,
+}
+
+/// The subcommands of `CLUSTER` (SPEC §5, "Routing").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterSub<'a> {
+    /// `CLUSTER SLOTS`: slot ranges and their nodes.
+    Slots,
+    /// `CLUSTER SHARDS`: the same, Redis 7's shape.
+    Shards,
+    /// `CLUSTER NODES`: one line per node.
+    Nodes,
+    /// `CLUSTER INFO`: the cluster's state.
+    Info,
+    /// `CLUSTER KEYSLOT key`: the key's hash slot.
+    KeySlot(&'a [u8]),
+    /// `CLUSTER MYID`: this node's id.
+    MyId,
+    /// `CLUSTER HELP`.
+    Help,
 }
 
 /// The subcommands of `VERSION` (SPEC §6); a domain is any `u64`, 0 when left out.

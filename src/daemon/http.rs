@@ -118,12 +118,14 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     if why.is_empty() {
         Json(json!({ "ready": true, "partitions": partitions })).into_response()
     } else {
+        let what = if unready > 0 {
+            format!("{unready} of {partitions} partitions not ready")
+        } else {
+            "not ready".to_owned()
+        };
         error(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "{unready} of {partitions} partitions not ready: {}",
-                why.join("; ")
-            ),
+            format!("{what}: {}", why.join("; ")),
         )
     }
 }

@@ -59,7 +59,12 @@ fn write_section(f: &mut Field<'_>, shared: &Shared, section: Sections, snap: &S
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_micros());
         f("redis_version", &REDIS_VERSION);
-        f("redis_mode", &"standalone");
+        let mode = if shared.cluster.is_some() {
+            "cluster"
+        } else {
+            "standalone"
+        };
+        f("redis_mode", &mode);
         f("server_name", &"seqd");
         f("seqd_version", &env!("CARGO_PKG_VERSION"));
         f(

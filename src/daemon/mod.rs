@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 #[cfg(feature = "cluster")]
-pub use cluster::ClusterConfig;
+pub use cluster::{ClusterConfig, Routing};
 pub use config::{Config, DurabilityMode, LogFormat, StoreKind, VersionClockKind};
 pub use lease::{GROW_BELOW, MAX_WINDOW, MIN_WINDOW, SHRINK_ABOVE};
 pub use status::PartitionStatus;

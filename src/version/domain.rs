@@ -14,8 +14,8 @@ use super::Commit;
 pub(crate) const MIN_WINDOW: u64 = 1024;
 /// Largest window: the most versions a crash may skip per domain.
 pub(crate) const MAX_WINDOW: u64 = 1 << 22;
-/// Smallest window with the micros clock: a second of the clock's time, so that the window
-/// is not used up by time alone between two writes.
+/// Smallest window with the micros clock: two seconds of the clock's time, so that the
+/// window is not used up by time alone between two writes.
 pub(crate) const MICROS_WINDOW: u64 = 2_000_000;
 /// A window used up faster than this doubles the next one.
 const GROW_BELOW: Duration = Duration::from_millis(100);
@@ -32,6 +32,9 @@ pub(crate) enum Phase {
     Loading,
     /// Its baseline is known; versions up to `durable` may be handed out.
     Ready,
+    /// Its stored bound cannot be read (malformed): every request for it is refused with
+    /// the reason; other domains are unaffected.
+    Broken,
 }
 
 /// One domain's state.
@@ -53,6 +56,8 @@ pub(crate) struct Domain {
     window: u64,
     last_reserve: Instant,
     pub(crate) last_used: Instant,
+    /// Why the domain is [`Phase::Broken`].
+    pub(crate) broken: Option<String>,
 }
 
 impl Domain {
@@ -69,6 +74,7 @@ impl Domain {
             window: MIN_WINDOW,
             last_reserve: now,
             last_used: now,
+            broken: None,
         }
     }
 

@@ -22,7 +22,8 @@
 //! **State.** Per domain (any `u64`): the recovery baseline, the last commit version handed
 //! out, the read version (the largest reported commit version) and the durable bound; one
 //! epoch for the whole authority. All of it sits under one mutex, held for a few dozen
-//! nanoseconds per request and never across I/O.
+//! nanoseconds per request (the reserver's pass walks every domain under it) and never
+//! across I/O.
 //!
 //! **Durability.** Storage holds, per domain, a bound at or above every version handed out
 //! (key: workspace = domain, sequence 0) and the epoch (workspace 0, sequence 1). The
@@ -59,7 +60,7 @@ use crate::storage::{SeqStorage, SeqValue, StorageError};
 use crate::types::{Number, PLogOffset, SeqId, WsId};
 use crate::util::lock;
 use domain::{Domain, Phase};
-pub use options::{VersionClock, VersionOptions, WallClock};
+pub use options::{ServeGate, VersionClock, VersionOptions, WallClock};
 
 /// A domain of versions: independent counters of one authority.
 pub type DomainId = u64;
@@ -151,7 +152,7 @@ pub(crate) struct State {
     closing: bool,
     /// The reserver was asked to work (set by requests, taken by the reserver).
     poked: bool,
-    /// The last storage error and when, until a write succeeds again.
+    /// The last storage error, until a write succeeds again.
     failure: Option<String>,
     window_writes: u64,
     storage_errors: u64,
@@ -491,6 +492,9 @@ impl<S: SeqStorage> Inner<S> {
                 reason: BusyReason::Closing,
             });
         }
+        if let Some(gate) = &self.options.gate {
+            gate.check().map_err(Error::VersionsUnavailable)?;
+        }
         if !st.domains.contains_key(&id) {
             if st.domains.len() >= self.options.max_domains {
                 return Err(Error::InvalidArgument(format!(
@@ -503,8 +507,12 @@ impl<S: SeqStorage> Inner<S> {
             self.poke(st);
             return Ok(None);
         }
-        let d = st.domains.get_mut(&id);
-        Ok(d.filter(|d| d.phase == Phase::Ready))
+        match st.domains.get_mut(&id) {
+            Some(d) if d.phase == Phase::Broken => Err(Error::Storage(StorageError::permanent(
+                d.broken.clone().unwrap_or_default(),
+            ))),
+            d => Ok(d.filter(|d| d.phase == Phase::Ready)),
+        }
     }
 
     /// Asks the reserver for a pass (one signal per pass, not per request).

@@ -69,6 +69,32 @@ impl VersionClock {
     }
 }
 
+/// A check every request passes before it is answered, under the authority's lock: `Err`
+/// (why) refuses it ([`Error::VersionsUnavailable`]). Cluster mode: "this node still holds
+/// the Director's lease", so that an authority whose node was replaced answers nothing more,
+/// even a request that waited for a window meanwhile.
+#[derive(Clone)]
+pub struct ServeGate(Arc<dyn Fn() -> std::result::Result<(), String> + Send + Sync>);
+
+impl ServeGate {
+    /// A gate that asks `check`.
+    pub fn new(
+        check: impl Fn() -> std::result::Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        ServeGate(Arc::new(check))
+    }
+
+    pub(crate) fn check(&self) -> std::result::Result<(), String> {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for ServeGate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ServeGate")
+    }
+}
+
 /// Options of a [`super::VersionAuthority`]; every field has a documented default and is
 /// checked by [`validate`](Self::validate) at open.
 #[derive(Clone, Debug)]
@@ -96,6 +122,8 @@ pub struct VersionOptions {
     /// How long `close` tries to save the exact last versions (so that the next start skips
     /// nothing). Default 5 s.
     pub close_timeout: Duration,
+    /// Checked before every answer; `None` (the default) answers while open.
+    pub gate: Option<ServeGate>,
 }
 
 impl Default for VersionOptions {
@@ -108,6 +136,7 @@ impl Default for VersionOptions {
             wait: Duration::from_secs(5),
             retry: RetryPolicy::default(),
             close_timeout: Duration::from_secs(5),
+            gate: None,
         }
     }
 }

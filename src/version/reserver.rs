@@ -4,7 +4,8 @@
 //! handle, which stops and joins it.
 //!
 //! A pass: under the lock, collect the domains to load and plan the windows to write; without
-//! the lock, do the I/O; under the lock again, apply what succeeded. A failed call is retried
+//! the lock, write the windows, then read the new domains' bounds; under the lock again, apply
+//! what succeeded. A domain whose stored bound is malformed is refused alone (`Broken`). A failed call is retried
 //! at the retry policy's pace for as long as the authority is open: requests meanwhile wait
 //! (bounded by `VersionOptions::wait`) and nothing above the durable bound is handed out.
 
@@ -41,7 +42,7 @@ pub(super) fn run<S: SeqStorage>(inner: &Inner<S>) {
             continue;
         }
         drop(st);
-        let loaded = load(inner, &loads);
+        // Windows first: a slow or failing load of a new domain delays no other domain's.
         let values: Vec<SeqValue> = plans
             .iter()
             .map(|&(d, end)| value(d, BOUND_SEQ, end))
@@ -53,13 +54,22 @@ pub(super) fn run<S: SeqStorage>(inner: &Inner<S>) {
                 .storage
                 .write_values_and_offset(&values, inner.next_offset)
         };
+        let loaded = load(inner, &loads);
         st = lock(&inner.state);
-        let mut failed = loaded
-            .iter()
-            .find_map(|(_, r)| r.as_ref().err().map(ToString::to_string));
-        for (id, result) in &loaded {
-            if let (Some(d), Ok(stored)) = (st.domains.get_mut(id), result) {
-                d.loaded(*stored, inner.options.baseline);
+        let mut failed = None;
+        for (id, result) in loaded {
+            let Some(d) = st.domains.get_mut(&id) else {
+                continue;
+            };
+            match result {
+                Ok(stored) => d.loaded(stored, inner.options.baseline),
+                Err(e) if e.is_retryable() => failed = Some(e.to_string()),
+                Err(e) => {
+                    // This domain's stored state is unreadable: refuse it, alone.
+                    tracing::error!(domain = id, error = %e, "version domain unreadable");
+                    d.phase = Phase::Broken;
+                    d.broken = Some(format!("version domain {id} cannot be read: {e}"));
+                }
             }
         }
         for &(id, end) in &plans {
@@ -109,7 +119,7 @@ fn collect<S: SeqStorage>(
     for (&id, d) in st.domains.iter_mut() {
         match d.phase {
             Phase::Loading if loads.len() < LOADS_PER_PASS => loads.push(id),
-            Phase::Loading => {}
+            Phase::Loading | Phase::Broken => {}
             Phase::Ready => {
                 if d.wants_reserve(now_micros, now)
                     && let Some(end) = d.plan(now_micros, now)

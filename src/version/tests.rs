@@ -371,3 +371,48 @@ fn options_are_validated() {
         ));
     }
 }
+
+#[test]
+fn a_closed_gate_refuses_every_request_until_it_opens() {
+    let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = Arc::clone(&open);
+    let options = VersionOptions {
+        gate: Some(ServeGate::new(move || {
+            if flag.load(Ordering::Relaxed) {
+                Ok(())
+            } else {
+                Err("deposed".into())
+            }
+        })),
+        ..quick()
+    };
+    let a = VersionAuthority::open(store(), options).unwrap();
+    let c = a.commit(0).unwrap();
+    open.store(false, Ordering::Relaxed);
+    for r in [
+        a.try_commit(0).map(|_| ()),
+        a.try_read(0).map(|_| ()),
+        a.try_report(0, c.version).map(|_| ()),
+    ] {
+        assert!(
+            matches!(r, Err(Error::VersionsUnavailable(ref m)) if m == "deposed"),
+            "{r:?}"
+        );
+    }
+    open.store(true, Ordering::Relaxed);
+    assert_eq!(a.commit(0).unwrap().last, c.version);
+}
+
+#[test]
+fn a_malformed_domain_is_refused_alone() {
+    let storage = store();
+    // A bound that does not decode: the memory store cannot hold one, so fail its read
+    // permanently instead (what a malformed value is reported as).
+    let a = VersionAuthority::open(Arc::clone(&storage), quick()).unwrap();
+    storage.fail_next(1, false);
+    match a.commit(4) {
+        Err(Error::Storage(e)) => assert!(e.message().contains("domain 4"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(a.commit(0).unwrap().version, 1, "other domains go on");
+}

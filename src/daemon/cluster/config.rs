@@ -3,11 +3,32 @@
 
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use crate::cluster::keys::valid_node_id;
 use crate::cluster::records::Role;
 use crate::error::{Error, Result};
+
+/// `--routing`: what a node does with a request for a slot clients are meant to send
+/// elsewhere (SPEC §5, "Routing").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Routing {
+    /// Forward it to the partition's owner and answer (any Redis client works).
+    Proxy,
+    /// Answer `-MOVED slot host:port` (`-TRYAGAIN` during a handover): for Redis Cluster
+    /// clients, which then go to the right node themselves.
+    Redirect,
+}
+
+impl Routing {
+    /// `proxy` or `redirect`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Routing::Proxy => "proxy",
+            Routing::Redirect => "redirect",
+        }
+    }
+}
 
 /// Cluster mode's flags. Without `--etcd` the daemon is the single-node server.
 #[derive(Args, Clone, Debug, PartialEq, Eq)]
@@ -45,6 +66,11 @@ pub struct ClusterConfig {
     )]
     pub roles: Vec<String>,
 
+    /// Requests for slots clients are meant to send elsewhere: `proxy` forwards them to the
+    /// partition's owner, `redirect` answers `-MOVED slot host:port` (Redis Cluster clients).
+    #[arg(long, env = "SEQD_ROUTING", value_enum, default_value_t = Routing::Proxy)]
+    pub routing: Routing,
+
     /// Seconds of the node's etcd lease: a node that stops renewing it loses its partitions
     /// after about this long, and another node answers for them within 2 × TTL + 1 s.
     /// etcd raises it to its own minimum (1.5 × its election timeout).
@@ -79,6 +105,7 @@ impl Default for ClusterConfig {
             node_id: None,
             advertise: None,
             roles: vec!["sequencer".into(), "gateway".into()],
+            routing: Routing::Proxy,
             lease_ttl_secs: 2,
             etcd_timeout_ms: 2000,
             etcd_max_txn_ops: 128,

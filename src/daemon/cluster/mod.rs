@@ -12,5 +12,5 @@ pub(crate) mod node;
 mod route;
 pub(crate) mod versions;
 
-pub use config::ClusterConfig;
+pub use config::{ClusterConfig, Routing};
 pub(crate) use node::Node;

@@ -2,7 +2,7 @@
 //! registration, its view of the cluster, its Director campaign, its peers — and joining.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,6 +34,27 @@ pub(crate) struct NodeStats {
     pub(crate) elections: AtomicU64,
     /// Leases this node registered with (more than one: it lost its lease and registered again).
     pub(crate) leases: AtomicU64,
+    /// Requests forwarded to other nodes, in how many batches, and their latency (sum).
+    pub(crate) forwarded_requests: AtomicU64,
+    pub(crate) forward_batches: AtomicU64,
+    pub(crate) forward_latency_us: AtomicU64,
+    /// `-MOVED` replies sent (redirect routing).
+    pub(crate) redirects: AtomicU64,
+    /// `-TRYAGAIN` replies sent for slots being handed over (redirect routing).
+    pub(crate) handover_retries: AtomicU64,
+}
+
+impl NodeStats {
+    /// A batch of `n` requests was forwarded and answered (or failed) after `took`.
+    pub(crate) fn forwarded(&self, n: usize, took: Duration) {
+        self.forwarded_requests
+            .fetch_add(n as u64, Ordering::Relaxed);
+        self.forward_batches.fetch_add(1, Ordering::Relaxed);
+        self.forward_latency_us.fetch_add(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// A running Director campaign.
@@ -61,6 +82,10 @@ pub(crate) struct Node {
     /// The current lease's deadline check, for the gates opened under it.
     validity: ArcSwap<Validity>,
     director: Mutex<Option<Director>>,
+    /// `--routing`.
+    pub(crate) routing: super::Routing,
+    /// This node's Director epoch now (0: not the Director), as its campaign last said.
+    pub(crate) director_now: Arc<AtomicI64>,
     /// The version authority: run here while this node is the Director.
     pub(crate) versions: Arc<Versions>,
     /// The daemon's runtime (the Director's hooks hand blocking work to it).
@@ -145,6 +170,8 @@ impl Node {
             max_ops: cc.etcd_max_txn_ops,
             lease_slot: Mutex::new(None),
             director: Mutex::new(None),
+            routing: cc.routing,
+            director_now: Arc::new(AtomicI64::new(0)),
             versions: Arc::new(Versions::new(config, Authority::Elsewhere)),
             main: tokio::runtime::Handle::current(),
         });
@@ -152,6 +179,21 @@ impl Node {
         node.campaign(node_lease.lease());
         *lock(&node.lease_slot) = Some(node_lease);
         Ok(node)
+    }
+
+    /// `--routing`, as `CLUSTER INFO` and `INFO` name it.
+    pub(crate) fn config_routing(&self) -> &'static str {
+        self.routing.name()
+    }
+
+    /// Whether this node serves clients (`--roles` has `gateway`).
+    pub(crate) fn accepts_clients(&self) -> bool {
+        self.record.accepts_clients
+    }
+
+    /// Its roles.
+    pub(crate) fn roles(&self) -> &[crate::cluster::records::Role] {
+        &self.record.roles
     }
 
     /// The TTL asked for the node's lease.
@@ -227,6 +269,31 @@ impl Node {
                     "etcd leases this node registered with (more than one: it lost one)",
                     get(&self.stats.leases),
                 ),
+                (
+                    "seqd_forwarded_requests",
+                    "Requests forwarded to the nodes that own their partitions",
+                    get(&self.stats.forwarded_requests),
+                ),
+                (
+                    "seqd_forward_batches",
+                    "Pipelined batches of forwarded requests",
+                    get(&self.stats.forward_batches),
+                ),
+                (
+                    "seqd_forward_latency_microseconds",
+                    "Sum of the forwarded batches' round trips (divide by seqd_forward_batches)",
+                    get(&self.stats.forward_latency_us),
+                ),
+                (
+                    "seqd_redirects",
+                    "-MOVED replies sent (--routing redirect)",
+                    get(&self.stats.redirects),
+                ),
+                (
+                    "seqd_handover_retries",
+                    "-TRYAGAIN replies sent for slots being handed over (--routing redirect)",
+                    get(&self.stats.handover_retries),
+                ),
             ],
             gauges: vec![
                 (
@@ -252,9 +319,7 @@ impl Node {
             lease,
             self.partitions,
             Arc::new(VersionHooks {
-                versions: Arc::clone(&self.versions),
-                etcd: Arc::clone(&self.etcd),
-                keys: self.keys.clone(),
+                node: Arc::downgrade(self),
                 main: self.main.clone(),
             }),
         );
@@ -267,11 +332,18 @@ impl Node {
             let mut last = None;
             while watch_status.changed().await.is_ok() {
                 let epoch = watch_status.borrow().epoch;
-                if epoch.is_some()
-                    && epoch != last
-                    && let Some(node) = me.upgrade()
-                {
+                let Some(node) = me.upgrade() else {
+                    return;
+                };
+                if epoch.is_some() && epoch != last {
                     node.stats.elections.fetch_add(1, Ordering::Relaxed);
+                }
+                node.director_now
+                    .store(epoch.unwrap_or(0), Ordering::Release);
+                if epoch.is_none() {
+                    // Deposed (or stopped): the version authority goes at once, not at the
+                    // next request.
+                    super::versions::deposed(&node.versions, None);
                 }
                 last = epoch;
             }

@@ -103,8 +103,8 @@ impl Node {
                 _ => slow.push(p),
             }
         }
-        let mut changes = self.view.changes();
-        for (addr, parts) in by_owner {
+        // Every owner's batch at once: a slow owner delays only its own partitions' replies.
+        let sends = by_owner.into_iter().map(|(addr, parts)| async move {
             let reqs: Vec<Req> = parts
                 .iter()
                 .flat_map(|(p, _)| forwards[*p].iter().copied())
@@ -113,11 +113,15 @@ impl Node {
                 .iter()
                 .map(|(p, e)| (PartitionId(u16::try_from(*p).unwrap_or(u16::MAX)), *e))
                 .collect();
-            match self
+            let mut changes = self.view.changes();
+            let outcome = self
                 .send_watching(&addr, &reqs, &watched, &mut changes)
-                .await
-            {
-                Some(Ok(replies)) if replies.len() == reqs.len() => {
+                .await;
+            (parts, reqs.len(), outcome)
+        });
+        for (parts, sent, outcome) in futures_util::future::join_all(sends).await {
+            match outcome {
+                Some(Ok(replies)) if replies.len() == sent => {
                     let mut replies = replies.into_iter();
                     for (p, _) in &parts {
                         out[*p] = replies.by_ref().take(forwards[*p].len()).collect();
@@ -178,15 +182,17 @@ impl Node {
         }
     }
 
-    /// Sends `reqs` to the node at `addr`.
+    /// Sends `reqs` to the node at `addr`, counted in the forwarding metrics.
     async fn send(&self, addr: &str, reqs: &[Req]) -> Result<Vec<Reply>, ForwardError> {
         let encoded: Vec<Vec<Vec<u8>>> = reqs.iter().map(|r| encode(*r)).collect();
         let commands: Vec<Vec<&[u8]>> = encoded
             .iter()
             .map(|c| c.iter().map(Vec::as_slice).collect())
             .collect();
-        let replies = self.peers.send(addr, &commands).await?;
-        Ok(replies.into_iter().map(reply).collect())
+        let started = Instant::now();
+        let replies = self.peers.send(addr, &commands).await;
+        self.stats.forwarded(reqs.len(), started.elapsed());
+        Ok(replies?.into_iter().map(reply).collect())
     }
 }
 

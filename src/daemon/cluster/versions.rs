@@ -13,22 +13,22 @@
 //! is after that deadline: by then the old authority has stopped answering, so versions
 //! from two authorities never interleave. Its late writes are refused by the fence.
 
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 
 use crate::cluster::forward::PeerReply;
-use crate::cluster::{DirectorHooks, Etcd, HookFuture, Keys, VersionStore};
+use crate::cluster::{DirectorHooks, HookFuture, VersionStore};
 use crate::daemon::Shared;
-use crate::daemon::versions::{Authority, Local, VersionReply, VersionReq, Versions};
+use crate::daemon::versions::{Authority, Local, VersionReply, VersionReq, Versions, release};
 use crate::storage::{SeqStorage, StorageError};
-use crate::version::{Commit, VersionOptions, VersionStatus};
+use crate::version::{Commit, ServeGate, VersionOptions, VersionStatus};
 
 use super::Node;
 
 /// Starts the version authority when this node is elected Director.
 pub(crate) struct VersionHooks {
-    pub(crate) versions: Arc<Versions>,
-    pub(crate) etcd: Arc<Etcd>,
-    pub(crate) keys: Keys,
+    /// The node (weak: the node owns the campaign that owns these hooks).
+    pub(crate) node: Weak<Node>,
     /// The daemon's runtime: opening the authority blocks on etcd calls.
     pub(crate) main: tokio::runtime::Handle,
 }
@@ -36,60 +36,68 @@ pub(crate) struct VersionHooks {
 impl DirectorHooks for VersionHooks {
     fn elected(&self, epoch: i64) -> HookFuture<'_> {
         Box::pin(async move {
-            let wanted = u64::try_from(epoch).unwrap_or(0);
-            if self.versions.serving_epoch() == Some(wanted) || self.versions.is_stopped() {
+            let Some(node) = self.node.upgrade() else {
+                return Ok(());
+            };
+            let versions = &node.versions;
+            let term = u64::try_from(epoch).unwrap_or(0);
+            if versions.serving_term() == Some(term) || versions.is_stopped() {
                 // Running already, or closed for good (the node is stopping).
                 return Ok(());
             }
             let store: Arc<dyn SeqStorage> = Arc::new(VersionStore::new(
-                Arc::clone(&self.etcd),
-                self.keys.clone(),
+                Arc::clone(&node.etcd),
+                node.keys.clone(),
                 epoch,
+                node.max_ops,
             ));
+            // Answers only while this node holds the lease it was elected on and is still
+            // the Director of this epoch (checked under the authority's lock, per request).
+            let validity = node.validity();
+            let director = Arc::clone(&node.director_now);
+            let gate = ServeGate::new(move || {
+                if !validity.is_valid() {
+                    Err("this node's etcd lease is not confirmed; another node may direct".into())
+                } else if director.load(Ordering::Acquire) != epoch {
+                    Err(format!(
+                        "this node is no longer the Director of epoch {epoch}"
+                    ))
+                } else {
+                    Ok(())
+                }
+            });
             let options = VersionOptions {
-                min_epoch: wanted,
-                ..self.versions.options().clone()
+                min_epoch: term,
+                gate: Some(gate),
+                ..versions.options().clone()
             };
             let opened = self
                 .main
                 .spawn_blocking(move || Local::open(store, options))
                 .await;
             let failure = match opened {
-                Ok(Ok(authority)) if self.versions.is_stopped() => {
-                    // The node began stopping meanwhile: it serves nothing more.
-                    retire(
-                        &self.main,
-                        Arc::new(Authority::Serving(Arc::new(authority))),
-                    );
-                    return Ok(());
-                }
-                Ok(Ok(authority)) if authority.epoch() == wanted => {
+                Ok(Ok(authority)) => {
+                    let authority = Arc::new(authority);
+                    if versions.is_stopped() {
+                        // The node began stopping meanwhile: it serves nothing more.
+                        release(authority);
+                        return Ok(());
+                    }
                     tracing::info!(
                         epoch,
+                        version_epoch = authority.epoch(),
                         "version authority started on this node (the Director)"
                     );
-                    let old = self.versions.set(Authority::Serving(Arc::new(authority)));
-                    retire(&self.main, old);
+                    release(versions.set(Authority::Serving { authority, term }));
                     return Ok(());
-                }
-                Ok(Ok(authority)) => {
-                    let found = authority.epoch();
-                    retire(
-                        &self.main,
-                        Arc::new(Authority::Serving(Arc::new(authority))),
-                    );
-                    format!(
-                        "etcd holds version epoch {} at or above the Director's epoch {epoch}",
-                        found - 1
-                    )
                 }
                 Ok(Err(e)) => e.to_string(),
                 Err(e) => format!("opening it panicked: {e}"),
             };
             tracing::error!(epoch, error = %failure, "the version authority cannot start");
-            self.versions.set(Authority::Starting {
+            release(versions.set(Authority::Starting {
                 failure: Some(failure.clone()),
-            });
+            }));
             Err(StorageError::retryable(format!(
                 "the version authority cannot start: {failure}"
             )))
@@ -97,12 +105,18 @@ impl DirectorHooks for VersionHooks {
     }
 }
 
-/// Stops an authority this node no longer serves, off the event loops (stopping joins its
-/// reserver thread). Not closed: its writes are fenced, and the next authority resumes
-/// above its bounds anyway.
-fn retire(main: &tokio::runtime::Handle, old: Arc<Authority>) {
-    if matches!(&*old, Authority::Serving(_)) {
-        main.spawn_blocking(move || drop(old));
+/// This node stopped being the Director of `term` (or never was): the authority it runs, or
+/// failed to start, gives way to the one on the Director's node.
+pub(crate) fn deposed(versions: &Versions, director: Option<u64>) {
+    let current = versions.current();
+    let stale = match &*current {
+        Authority::Serving { term, .. } => Some(*term) != director,
+        Authority::Starting { .. } => director.is_none(),
+        _ => false,
+    };
+    if stale && versions.swap_if(&current, Authority::Elsewhere) {
+        tracing::warn!("no longer the Director: the version authority stops on this node");
+        release(current);
     }
 }
 
@@ -117,21 +131,14 @@ pub(crate) async fn answer(
 ) {
     let versions = &shared.versions;
     let director = node.director_epoch().and_then(|e| u64::try_from(e).ok());
-    let serving = versions.serving_epoch();
+    let serving = versions.serving_term();
     if serving.is_some() && serving == director && node.validity().is_valid() {
         return versions.answer(reqs, out).await;
     }
     out.clear();
     if serving.is_some() && serving != director {
         // Deposed: stop answering from it at once.
-        tracing::warn!(
-            epoch = serving,
-            "no longer the Director: the version authority stops on this node"
-        );
-        let old = versions.set(Authority::Elsewhere);
-        if let Ok(main) = tokio::runtime::Handle::try_current() {
-            retire(&main, old);
-        }
+        deposed(versions, director);
     }
     let fail = |out: &mut Vec<VersionReply>, msg: String| {
         out.extend(reqs.iter().map(|_| VersionReply::Error(msg.clone())));

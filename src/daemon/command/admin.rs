@@ -4,8 +4,8 @@
 //! it behave as they do with Redis.
 
 use super::{
-    ClientSub, Command, CommandError, CommandSub, LibAttr, VersionSub, Words, arity, no_args,
-    number, show, spec,
+    ClientSub, ClusterSub, Command, CommandError, CommandSub, LibAttr, VersionSub, Words, arity,
+    no_args, number, show, spec,
 };
 
 /// Parses the command `name` (not a number command) with arguments `rest`.
@@ -54,6 +54,11 @@ pub(super) fn parse<'a>(name: &'a [u8], rest: &[&'a [u8]]) -> Result<Command<'a>
         Ok(Command::Info(Sections::parse(rest)))
     } else if is("VERSION") {
         version(rest)
+    } else if is("CLUSTER") {
+        cluster(rest)
+    } else if is("READONLY") || is("READWRITE") || is("ASKING") {
+        let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
+        no_args(rest, &lower, Command::ClusterFlag)
     } else if is("DBSIZE") {
         no_args(rest, "dbsize", Command::DbSize)
     } else if is("TIME") {
@@ -349,4 +354,42 @@ fn version<'a>(rest: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
         )));
     };
     Ok(Command::Version(sub))
+}
+
+/// `CLUSTER SLOTS|SHARDS|NODES|INFO|MYID|HELP`, `CLUSTER KEYSLOT key`.
+fn cluster<'a>(rest: &[&'a [u8]]) -> Result<Command<'a>, CommandError> {
+    let Some((&sub, args)) = rest.split_first() else {
+        return Err(arity("cluster"));
+    };
+    let is = |s: &str| sub.eq_ignore_ascii_case(s.as_bytes());
+    let bare = |name: &str, c: ClusterSub<'a>| {
+        if args.is_empty() {
+            Ok(Command::Cluster(c))
+        } else {
+            Err(arity(name))
+        }
+    };
+    if is("SLOTS") {
+        bare("cluster|slots", ClusterSub::Slots)
+    } else if is("SHARDS") {
+        bare("cluster|shards", ClusterSub::Shards)
+    } else if is("NODES") {
+        bare("cluster|nodes", ClusterSub::Nodes)
+    } else if is("INFO") {
+        bare("cluster|info", ClusterSub::Info)
+    } else if is("MYID") {
+        bare("cluster|myid", ClusterSub::MyId)
+    } else if is("HELP") {
+        bare("cluster|help", ClusterSub::Help)
+    } else if is("KEYSLOT") {
+        let [key] = *args else {
+            return Err(arity("cluster|keyslot"));
+        };
+        Ok(Command::Cluster(ClusterSub::KeySlot(key)))
+    } else {
+        Err(CommandError(format!(
+            "ERR unknown subcommand '{}'. Try CLUSTER HELP.",
+            show(sub)
+        )))
+    }
 }

@@ -330,9 +330,9 @@ fn hello() {
 fn unsupported() {
     let unknown = |n: &str| {
         format!(
-            "ERR Unknown command '{n}'. Supported: GETSEQ, CURRENT, NEXT, PEEK, VERSION, PING, \
-             ECHO, QUIT, AUTH, HELLO, SELECT, CLIENT, INFO, CONFIG, COMMAND, DBSIZE, TIME, \
-             MULTI, EXEC, DISCARD, UNWATCH"
+            "ERR Unknown command '{n}'. Supported: GETSEQ, CURRENT, NEXT, PEEK, VERSION, \
+             CLUSTER, READONLY, READWRITE, ASKING, PING, ECHO, QUIT, AUTH, HELLO, SELECT, \
+             CLIENT, INFO, CONFIG, COMMAND, DBSIZE, TIME, MULTI, EXEC, DISCARD, UNWATCH"
         )
     };
     assert_eq!(e("SET k v"), unknown("SET"));

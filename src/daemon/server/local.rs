@@ -70,6 +70,8 @@ impl Conn {
             ),
             Command::Unwatch => self.local(|o| protocol::write_simple(o, "OK")),
             Command::Version(sub) => self.version(sub),
+            Command::Cluster(sub) => self.cluster(sub),
+            Command::ClusterFlag => self.local(|o| protocol::write_simple(o, "OK")),
             // Routed by `execute`; never here.
             Command::GetSeq | Command::Current | Command::Next { .. } | Command::Peek { .. } => {
                 self.local_error("ERR internal: a number command was not routed")
@@ -148,6 +150,11 @@ impl Conn {
             self.client.update(|v| v.resp = proto.version());
         }
         let id = i64::try_from(self.client.id).unwrap_or(i64::MAX);
+        let mode = if self.shared.cluster.is_some() {
+            "cluster"
+        } else {
+            "standalone"
+        };
         self.local(|o| {
             protocol::write_map_len(o, proto, 7);
             for (k, v) in [("server", "seqd"), ("version", env!("CARGO_PKG_VERSION"))] {
@@ -158,7 +165,7 @@ impl Conn {
             protocol::write_int(o, proto.version());
             protocol::write_bulk(o, b"id");
             protocol::write_int(o, id);
-            for (k, v) in [("mode", "standalone"), ("role", "master")] {
+            for (k, v) in [("mode", mode), ("role", "master")] {
                 protocol::write_bulk(o, k.as_bytes());
                 protocol::write_bulk(o, v.as_bytes());
             }
@@ -287,7 +294,15 @@ impl Conn {
             ("port", self.shared.port.to_string()),
             ("bind", config.host.clone()),
             ("timeout", "0".to_owned()),
-            ("cluster-enabled", "no".to_owned()),
+            (
+                "cluster-enabled",
+                if self.shared.cluster.is_some() {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .to_owned(),
+            ),
         ];
         let matched: Vec<&(&str, String)> = known
             .iter()

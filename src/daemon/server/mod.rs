@@ -14,6 +14,7 @@
 //! (maps, sets, nulls, verbatim text) look at which, never the number commands'.
 
 mod buffer;
+mod cluster;
 mod deferred;
 mod local;
 mod txn;
@@ -313,6 +314,11 @@ impl Conn {
             self.counts.errors += 1;
             return self.local_error("NOAUTH Authentication required.");
         }
+        #[cfg(feature = "cluster")]
+        if let Some(refusal) = self.cluster_check(&cmd, argv) {
+            self.counts.errors += 1;
+            return self.local_error(&refusal);
+        }
         match cmd {
             Command::GetSeq => self.route(Req::Next {
                 ws: 0,
@@ -335,6 +341,10 @@ impl Conn {
             Req::Peek { .. } => self.counts.peek += 1,
         }
         let p = self.shared.partitions.of(req.ws());
+        #[cfg(feature = "cluster")]
+        if let Some(redirect) = self.redirect(p, req.ws()) {
+            return self.local_error(&redirect);
+        }
         if self.shared.cluster.is_some() && self.batches[p].reqs.is_empty() {
             // Cluster mode: a partition served elsewhere. Once one request of this read is
             // forwarded, the partition's later ones follow it (request order).

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Authority, Local, VersionReq, Versions};
+use super::{Authority, Local, VersionReq, Versions, release};
 use crate::daemon::protocol::{self, Proto};
 use crate::error::Error;
 use crate::version::{Attempt, Commit, VersionStatus};
@@ -27,42 +27,67 @@ impl Versions {
     /// what must wait for storage waits on the blocking pool.
     pub(crate) async fn answer(&self, reqs: &[VersionReq], out: &mut Vec<VersionReply>) {
         out.clear();
-        let state = self.state.load_full();
+        let state = self.current();
         let authority = match &*state {
-            Authority::Serving(a) => Arc::clone(a),
+            Authority::Serving { authority, .. } => Arc::clone(authority),
             other => {
                 let msg = unavailable(other);
                 out.extend(reqs.iter().map(|_| VersionReply::Error(msg.clone())));
                 return;
             }
         };
+        release(state);
         let clock = self.options.clock.name();
+        let mut waits = None;
         for (i, req) in reqs.iter().enumerate() {
             match attempt(&authority, *req, clock) {
                 Some(reply) => out.push(reply),
                 None => {
-                    // This one waits for a window or a domain's stored bound: it and the
-                    // rest of the read go to the blocking pool, still in order.
-                    let rest = reqs.get(i..).unwrap_or_default().to_vec();
-                    let a = Arc::clone(&authority);
-                    let waited = tokio::task::spawn_blocking(move || {
-                        rest.iter()
-                            .map(|r| blocking(&a, *r, clock))
-                            .collect::<Vec<_>>()
-                    })
-                    .await;
-                    match waited {
-                        Ok(replies) => out.extend(replies),
-                        Err(e) => {
-                            let msg = format!("ERR answering VERSION failed: {e}");
-                            out.resize(reqs.len(), VersionReply::Error(msg));
-                        }
-                    }
-                    return;
+                    waits = Some(i);
+                    break;
                 }
             }
         }
+        if let Some(i) = waits {
+            // This one waits for a window or a domain's stored bound: it and the rest of the
+            // read go to the blocking pool, still in order, under one deadline.
+            let rest = reqs.get(i..).unwrap_or_default().to_vec();
+            let a = Arc::clone(&authority);
+            let waited =
+                tokio::task::spawn_blocking(move || blocking_batch(&a, &rest, clock)).await;
+            match waited {
+                Ok(replies) => out.extend(replies),
+                Err(e) => {
+                    let msg = format!("ERR answering VERSION failed: {e}");
+                    out.resize(reqs.len(), VersionReply::Error(msg));
+                }
+            }
+        }
+        release(authority);
     }
+}
+
+/// Answers `reqs` in order on a blocking thread: the first waits for storage as long as the
+/// authority's options allow; once one gave up, the rest are answered only if they need no
+/// wait (`-BUSY` otherwise), so a read's requests share one deadline.
+fn blocking_batch(a: &Local, reqs: &[VersionReq], clock: &'static str) -> Vec<VersionReply> {
+    let mut gave_up: Option<String> = None;
+    reqs.iter()
+        .map(|req| match &gave_up {
+            Some(why) => {
+                attempt(a, *req, clock).unwrap_or_else(|| VersionReply::Error(why.clone()))
+            }
+            None => {
+                let reply = blocking(a, *req, clock);
+                if let VersionReply::Error(e) = &reply
+                    && e.starts_with("BUSY")
+                {
+                    gave_up = Some(e.clone());
+                }
+                reply
+            }
+        })
+        .collect()
 }
 
 /// The reply when the authority does not serve here.
@@ -78,7 +103,7 @@ fn unavailable(state: &Authority) -> String {
             format!("BUSY the version authority cannot start ({why}); retry later")
         }
         Authority::Elsewhere => "TRYAGAIN the version authority is on another node".into(),
-        Authority::Stopped | Authority::Serving(_) => {
+        Authority::Stopped | Authority::Serving { .. } => {
             "BUSY the version authority is not serving on this node (stopping or moving); \
              retry shortly"
                 .into()

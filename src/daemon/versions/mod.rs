@@ -36,8 +36,9 @@ pub(crate) enum Authority {
     Unavailable,
     /// Being opened here; the last attempt's failure, if one failed.
     Starting { failure: Option<String> },
-    /// Serving here.
-    Serving(Arc<Local>),
+    /// Serving here, opened for `term`: its own epoch on a single node, the Director's epoch
+    /// in a cluster (the authority's epoch may be larger after a failed start).
+    Serving { authority: Arc<Local>, term: u64 },
     /// Cluster mode: on the Director's node, which this one forwards to.
     Elsewhere,
     /// Closed (the server is stopping, or this node lost the Director's role).
@@ -70,17 +71,28 @@ impl Versions {
         matches!(&**self.state.load(), Authority::Stopped)
     }
 
-    /// The epoch of the authority serving here, if one does.
-    pub(crate) fn serving_epoch(&self) -> Option<u64> {
+    /// The term of the authority serving here, if one does.
+    pub(crate) fn serving_term(&self) -> Option<u64> {
         match &**self.state.load() {
-            Authority::Serving(a) => Some(a.epoch()),
+            Authority::Serving { term, .. } => Some(*term),
             _ => None,
         }
     }
 
-    /// Moves to `next`; returns what it replaced.
+    /// The current state, to compare against in [`swap_if`](Self::swap_if).
+    pub(crate) fn current(&self) -> Arc<Authority> {
+        self.state.load_full()
+    }
+
+    /// Moves to `next`; returns what it replaced (hand it to [`release`]).
     pub(crate) fn set(&self, next: Authority) -> Arc<Authority> {
         self.state.swap(Arc::new(next))
+    }
+
+    /// Moves to `next` only if the state is still `current`; true if it did.
+    pub(crate) fn swap_if(&self, current: &Arc<Authority>, next: Authority) -> bool {
+        let previous = self.state.compare_and_swap(current, Arc::new(next));
+        Arc::ptr_eq(&previous, current)
     }
 
     /// `INFO versions`.
@@ -89,7 +101,7 @@ impl Versions {
         let name = match &**state {
             Authority::Unavailable => "unavailable",
             Authority::Starting { .. } => "starting",
-            Authority::Serving(_) => "serving",
+            Authority::Serving { .. } => "serving",
             Authority::Elsewhere => "elsewhere",
             Authority::Stopped => "stopped",
         };
@@ -97,7 +109,7 @@ impl Versions {
         f("version_clock", &self.options.clock.name());
         f("version_baseline", &self.options.baseline);
         match &**state {
-            Authority::Serving(a) => {
+            Authority::Serving { authority: a, .. } => {
                 let s = a.stats();
                 f("version_epoch", &a.epoch());
                 f("version_domains", &s.domains);
@@ -121,13 +133,13 @@ impl Versions {
     /// The authority's series for `/metrics`.
     pub(crate) fn series(&self, out: &mut crate::daemon::metrics::NodeSeries) {
         let state = self.state.load();
-        let serving = matches!(&**state, Authority::Serving(_));
+        let serving = matches!(&**state, Authority::Serving { .. });
         out.gauges.push((
             "seqd_version_serving",
             "1 while this node serves the version authority",
             i64::from(serving),
         ));
-        if let Authority::Serving(a) = &**state {
+        if let Authority::Serving { authority: a, .. } = &**state {
             let s = a.stats();
             out.gauges.push((
                 "seqd_version_epoch",
@@ -187,7 +199,9 @@ impl Versions {
             let opened = tokio::task::spawn_blocking(move || Local::open(s, options)).await;
             let failure = match opened {
                 Ok(Ok(authority)) => {
-                    self.set(Authority::Serving(Arc::new(authority)));
+                    let term = authority.epoch();
+                    let authority = Arc::new(authority);
+                    release(self.set(Authority::Serving { authority, term }));
                     if *stop.borrow() {
                         self.close().await;
                     }
@@ -201,9 +215,9 @@ impl Versions {
                 "the version authority cannot start (its stored state is unreadable); \
                  VERSION requests get -BUSY and /readyz 503 until it does; retrying"
             );
-            self.set(Authority::Starting {
+            release(self.set(Authority::Starting {
                 failure: Some(failure),
-            });
+            }));
             tokio::select! {
                 () = tokio::time::sleep(RETRY_START) => {}
                 _ = stop.wait_for(|s| *s) => return,
@@ -215,8 +229,9 @@ impl Versions {
     /// start skips nothing).
     pub(crate) async fn close(&self) {
         let previous = self.set(Authority::Stopped);
-        if let Authority::Serving(authority) = &*previous {
+        if let Authority::Serving { authority, .. } = &*previous {
             let authority = Arc::clone(authority);
+            drop(previous);
             let closed = tokio::task::spawn_blocking(move || authority.close()).await;
             match closed {
                 Ok(Ok(())) => tracing::info!("version authority closed; nothing skipped"),
@@ -228,6 +243,17 @@ impl Versions {
                 Err(e) => tracing::warn!(error = %e, "closing the version authority panicked"),
             }
         }
+    }
+}
+
+/// Drops `x` where dropping may block: stopping an authority joins its reserver thread, which
+/// may be waiting on storage (or on the etcd client's thread). The last holder hands it to
+/// the blocking pool of the runtime it runs on; others just let go of theirs.
+pub(crate) fn release<T: Send + Sync + 'static>(x: Arc<T>) {
+    if Arc::strong_count(&x) == 1
+        && let Ok(runtime) = tokio::runtime::Handle::try_current()
+    {
+        runtime.spawn_blocking(move || drop(x));
     }
 }
 

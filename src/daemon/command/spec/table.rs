@@ -71,6 +71,14 @@ const VERSION_SUB: Spec = Spec {
 
 const DOMAIN: Arg = arg("domain", "integer");
 
+/// A subcommand of `CLUSTER`.
+const CLUSTER_SUB: Spec = Spec {
+    flags: &["loading", "stale"],
+    acl: &["@slow"],
+    group: "cluster",
+    ..BASE
+};
+
 /// A subcommand of `CLIENT`.
 const CLIENT_SUB: Spec = Spec {
     flags: &["noscript", "loading", "stale"],
@@ -169,6 +177,84 @@ pub static COMMANDS: &[Spec] = &[
                 ..VERSION_SUB
             },
         ],
+        ..BASE
+    },
+    Spec {
+        name: "cluster",
+        arity: -2,
+        acl: &["@slow"],
+        summary: "A container for the Redis Cluster commands (cluster mode).",
+        group: "cluster",
+        complexity: "Depends on subcommand.",
+        subcommands: &[
+            Spec {
+                name: "cluster|info",
+                arity: 2,
+                summary: "Returns information about the state of the cluster.",
+                ..CLUSTER_SUB
+            },
+            Spec {
+                name: "cluster|keyslot",
+                arity: 3,
+                args: &[arg("key", "string")],
+                summary: "Returns the hash slot of a key (a workspace: its decimal form).",
+                ..CLUSTER_SUB
+            },
+            Spec {
+                name: "cluster|myid",
+                arity: 2,
+                summary: "Returns the node's id.",
+                ..CLUSTER_SUB
+            },
+            Spec {
+                name: "cluster|nodes",
+                arity: 2,
+                summary: "Returns the cluster configuration for a node.",
+                ..CLUSTER_SUB
+            },
+            Spec {
+                name: "cluster|shards",
+                arity: 2,
+                summary: "Returns the mapping of cluster slots to shards.",
+                ..CLUSTER_SUB
+            },
+            Spec {
+                name: "cluster|slots",
+                arity: 2,
+                summary: "Returns the mapping of cluster slots to nodes.",
+                ..CLUSTER_SUB
+            },
+            Spec {
+                name: "cluster|help",
+                arity: 2,
+                summary: "Returns helpful text about the different subcommands.",
+                ..CLUSTER_SUB
+            },
+        ],
+        ..BASE
+    },
+    Spec {
+        name: "readonly",
+        flags: &["loading", "stale", "fast"],
+        acl: CONNECTION_FAST,
+        summary: "Enables read-only queries for a connection to a Redis Cluster replica node.",
+        group: "cluster",
+        ..BASE
+    },
+    Spec {
+        name: "readwrite",
+        flags: &["loading", "stale", "fast"],
+        acl: CONNECTION_FAST,
+        summary: "Enables read-write queries for a connection to a Redis Cluster replica node.",
+        group: "cluster",
+        ..BASE
+    },
+    Spec {
+        name: "asking",
+        flags: &["fast"],
+        acl: CONNECTION_FAST,
+        summary: "Signals that a cluster client is following an -ASK redirect.",
+        group: "cluster",
         ..BASE
     },
     Spec {
