@@ -89,7 +89,11 @@ async fn one(shared: &Shared, req: Req) -> Reply {
 async fn cluster(State(shared): State<Arc<Shared>>) -> Response {
     #[cfg(feature = "cluster")]
     if let Some(node) = &shared.cluster {
-        return Json(node.view.snapshot()).into_response();
+        let mut body = serde_json::to_value(node.view.snapshot()).unwrap_or_default();
+        if let Some(map) = body.as_object_mut() {
+            map.insert("this_node".into(), node.this_node());
+        }
+        return Json(body).into_response();
     }
     let _ = &shared;
     error(

@@ -58,7 +58,13 @@ impl Cluster {
 
     /// Starts node `id`; returns its index.
     pub fn add(&mut self, id: &str) -> usize {
-        let args = self.args(id);
+        self.add_with(id, &[])
+    }
+
+    /// Starts node `id` with `extra` flags (`--roles`, `--routing`, ...); returns its index.
+    pub fn add_with(&mut self, id: &str, extra: &[&str]) -> usize {
+        let mut args = self.args(id);
+        args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.nodes.push(Some(Daemon::serve(&args)));
         self.ids.push(id.into());

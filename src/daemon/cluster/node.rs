@@ -191,9 +191,21 @@ impl Node {
         self.record.accepts_clients
     }
 
-    /// Its roles.
-    pub(crate) fn roles(&self) -> &[crate::cluster::records::Role] {
-        &self.record.roles
+    /// This node in `GET /v1/cluster`: its id, roles, routing and forwarding counters.
+    pub(crate) fn this_node(&self) -> serde_json::Value {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let batches = get(&self.stats.forward_batches);
+        serde_json::json!({
+            "id": self.id,
+            "roles": self.record.roles,
+            "accepts_clients": self.record.accepts_clients,
+            "routing": self.routing.name(),
+            "forwarded_requests": get(&self.stats.forwarded_requests),
+            "forward_batches": batches,
+            "mean_forward_latency_us": get(&self.stats.forward_latency_us).checked_div(batches).unwrap_or(0),
+            "redirects": get(&self.stats.redirects),
+            "handover_retries": get(&self.stats.handover_retries),
+        })
     }
 
     /// The TTL asked for the node's lease.
