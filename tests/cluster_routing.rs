@@ -292,6 +292,35 @@ fn roles_and_routing_with_real_cluster_clients() {
         }
     }
 
+    // `seqd bench --cluster` routes by slot over the client-facing nodes, with nothing twice.
+    let out = Command::new(env!("CARGO_BIN_EXE_seqd"))
+        .args([
+            "bench",
+            "--cluster",
+            "-p",
+            &port,
+            "-n",
+            "4000",
+            "-c",
+            "6",
+            "-P",
+            "8",
+        ])
+        .args(["--workspaces", "64", "--seqs", "1", "--json", "--quiet"])
+        .output()
+        .expect("seqd bench");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_str(&text).expect("bench JSON");
+    assert_eq!(summary["ok"], 4000, "{summary}");
+    // Spread over the nodes CLUSTER SLOTS names (those that serve slots).
+    let spread = summary["cluster_nodes"].as_array().map_or(0, Vec::len);
+    assert!(spread >= 2, "{summary}");
+
     // A failover under load through the gateway-only node: kill -9 a redirect node.
     let stop = Arc::new(AtomicBool::new(false));
     let loaders: Vec<_> = (0..2)

@@ -79,6 +79,12 @@ pub struct BenchArgs {
     /// No progress output on stderr.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Route as a Redis Cluster client: read `CLUSTER SLOTS` from --host:--port, spread the
+    /// connections over the nodes it names, send each connection the keys its node serves,
+    /// follow `-MOVED`.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// The request each connection sends.

@@ -84,6 +84,8 @@ pub struct ConnResult {
     pub records: Vec<Record>,
     /// Why the connection stopped early, if it did.
     pub failure: Option<String>,
+    /// `-MOVED` replies followed (`--cluster`).
+    pub redirects: u64,
 }
 
 impl ConnResult {
@@ -97,9 +99,8 @@ impl ConnResult {
     }
 }
 
-/// Opens a connection and authenticates it when `--auth` is given.
-pub async fn connect(plan: &Plan) -> Result<TcpStream, String> {
-    let addr = format!("{}:{}", plan.args.host, plan.args.port);
+/// Opens a connection to `addr` and authenticates it when `--auth` is given.
+pub async fn connect_to(plan: &Plan, addr: &str) -> Result<TcpStream, String> {
     let stream = match tokio::time::timeout(REPLY_TIMEOUT, TcpStream::connect(&addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(format!("cannot connect to {addr}: {e}")),
@@ -145,6 +146,7 @@ pub async fn drive(
     plan: &Plan,
     requests: &Requests,
     shared: &Shared,
+    route: Option<Route<'_>>,
 ) -> ConnResult {
     let mut result = ConnResult::default();
     if !plan.args.no_verify
@@ -153,20 +155,104 @@ pub async fn drive(
         let share = total / plan.args.connections + 1;
         result.records.reserve(share.min(1 << 20) as usize);
     }
-    if let Err(e) = run_loop(&mut stream, index, plan, requests, shared, &mut result).await {
+    if let Err(e) = run_loop(
+        &mut stream,
+        index,
+        plan,
+        requests,
+        shared,
+        route,
+        &mut result,
+    )
+    .await
+    {
         result.failure = Some(e);
     }
     result
 }
 
+/// `--cluster`: which node serves a workspace, and the node this connection talks to.
+#[derive(Clone, Copy)]
+pub struct Route<'a> {
+    pub node_of: &'a (dyn Fn(u64) -> Option<usize> + Sync),
+    pub node: usize,
+}
+
+/// The `host:port` of a `-MOVED slot host:port` error line.
+pub fn moved_to(line: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(line).ok()?;
+    let mut words = text.strip_prefix("MOVED ")?.split_whitespace();
+    let _slot = words.next()?;
+    words.next().map(str::to_owned)
+}
+
+/// Draws keys until one whose workspace this connection's node serves (at most 64 draws: a
+/// node that serves almost none gets the last one anyway, and `-MOVED` sends it on).
+fn choose(chooser: &KeyChooser, rng: &mut SplitMix64, route: Option<Route<'_>>) -> u64 {
+    let mut key = chooser.next(rng);
+    if let Some(r) = route {
+        for _ in 0..64 {
+            if (r.node_of)(chooser.split(key).0) == Some(r.node) {
+                break;
+            }
+            key = chooser.next(rng);
+        }
+    }
+    key
+}
+
+/// Sends `key`'s request to `addr` (after a `-MOVED`) on a connection kept for it, and waits
+/// for its reply.
+async fn follow(
+    plan: &Plan,
+    requests: &Requests,
+    side: &mut std::collections::HashMap<String, TcpStream>,
+    addr: &str,
+    key: u64,
+) -> Result<i64, String> {
+    if !side.contains_key(addr) {
+        let s = connect_to(plan, addr).await?;
+        side.insert(addr.to_owned(), s);
+    }
+    let Some(stream) = side.get_mut(addr) else {
+        return Err(format!("no connection to {addr}"));
+    };
+    let mut out = Vec::with_capacity(64);
+    requests.encode(key, &mut out);
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|e| format!("write to {addr} (after -MOVED) failed: {e}"))?;
+    let mut buf = Vec::with_capacity(256);
+    loop {
+        match tokio::time::timeout(REPLY_TIMEOUT, stream.read_buf(&mut buf)).await {
+            Ok(Ok(0)) => return Err(format!("{addr} closed the connection")),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("read from {addr} failed: {e}")),
+            Err(_) => return Err(format!("no reply from {addr}")),
+        }
+        match resp::parse(&buf).map_err(|e| format!("unreadable reply from {addr}: {}", e.0))? {
+            Some((Reply::Integer(n), _)) => return Ok(n),
+            Some((Reply::Error(line), _)) => {
+                return Err(String::from_utf8_lossy(resp::error_kind(line)).into_owned());
+            }
+            Some((Reply::Other(what), _)) => return Err(format!("unexpected reply ({what})")),
+            None => {}
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run_loop(
     stream: &mut TcpStream,
     index: usize,
     plan: &Plan,
     requests: &Requests,
     shared: &Shared,
+    route: Option<Route<'_>>,
     result: &mut ConnResult,
 ) -> Result<(), String> {
+    let mut side = std::collections::HashMap::new();
     let pipeline = plan.args.pipeline as usize;
     let chooser: &KeyChooser = requests.chooser();
     let mut rng =
@@ -185,7 +271,7 @@ async fn run_loop(
         if more > 0 {
             let now = Instant::now();
             for _ in 0..more {
-                let key = chooser.next(&mut rng);
+                let key = choose(chooser, &mut rng, route);
                 requests.encode(key, &mut out);
                 in_flight.push_back((key, now));
             }
@@ -240,7 +326,27 @@ async fn run_loop(
                 ));
             };
             replies += 1;
-            latencies.push(now.saturating_duration_since(sent).as_nanos() as u64);
+            // A `-MOVED` under `--cluster`: the request goes to the node named, and its
+            // reply stands for this one (the latency includes both round trips).
+            let mut answered = now;
+            let reply = match reply {
+                Reply::Error(line) if route.is_some() && line.starts_with(b"MOVED ") => {
+                    answered = Instant::now();
+                    let addr = moved_to(line).unwrap_or_default();
+                    result.redirects += 1;
+                    let followed = follow(plan, requests, &mut side, &addr, key).await;
+                    answered = answered.max(Instant::now());
+                    match followed {
+                        Ok(n) => Reply::Integer(n),
+                        Err(kind) => {
+                            result.error(kind.as_bytes());
+                            continue;
+                        }
+                    }
+                }
+                other => other,
+            };
+            latencies.push(answered.saturating_duration_since(sent).as_nanos() as u64);
             match reply {
                 Reply::Integer(n) => {
                     // INCR answers the last number of the range, NEXT the first.

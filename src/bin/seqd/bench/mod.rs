@@ -13,6 +13,8 @@
 
 pub mod args;
 mod client;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod keys;
 mod progress;
 mod report;
@@ -94,13 +96,49 @@ pub fn run(args: BenchArgs) -> ExitCode {
 }
 
 /// Connects every connection, runs them all, gathers and checks what they saw.
+/// `--cluster`: the slot map of the cluster `--host:--port` belongs to.
+#[cfg(feature = "cluster")]
+async fn routes(plan: &Plan) -> Result<Option<Arc<cluster::Routes>>, String> {
+    if !plan.args.cluster {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(cluster::Routes::fetch(plan).await?)))
+}
+
+/// Without cluster support `--cluster` is refused.
+#[cfg(not(feature = "cluster"))]
+async fn routes(plan: &Plan) -> Result<Option<Arc<NoRoutes>>, String> {
+    if plan.args.cluster {
+        return Err("--cluster needs a seqd built with the `cluster` feature".into());
+    }
+    Ok(None)
+}
+
+/// Stands in for the slot map without cluster support.
+#[cfg(not(feature = "cluster"))]
+struct NoRoutes {
+    nodes: Vec<String>,
+}
+
+#[cfg(not(feature = "cluster"))]
+impl NoRoutes {
+    fn node_of(&self, _ws: u64) -> Option<usize> {
+        None
+    }
+}
+
 async fn execute(plan: Arc<Plan>) -> Result<Summary, String> {
     let requests = Requests::new(&plan);
 
+    let routes = routes(&plan).await?;
     let mut connecting = JoinSet::new();
     for i in 0..plan.args.connections as usize {
         let plan = plan.clone();
-        connecting.spawn(async move { (i, client::connect(&plan).await) });
+        let addr = match &routes {
+            Some(r) => r.nodes[i % r.nodes.len()].clone(),
+            None => format!("{}:{}", plan.args.host, plan.args.port),
+        };
+        connecting.spawn(async move { (i, client::connect_to(&plan, &addr).await) });
     }
     let mut streams: Vec<_> = (0..plan.args.connections).map(|_| None).collect();
     while let Some(joined) = connecting.join_next().await {
@@ -116,8 +154,18 @@ async fn execute(plan: Arc<Plan>) -> Result<Summary, String> {
     for (i, stream) in streams.into_iter().enumerate() {
         let Some(stream) = stream else { continue };
         let (plan, requests, shared) = (plan.clone(), requests.clone(), shared.clone());
-        running
-            .spawn(async move { (i, client::drive(stream, i, &plan, &requests, &shared).await) });
+        let routes = routes.clone();
+        running.spawn(async move {
+            let node_of = |ws: u64| routes.as_ref().and_then(|r| r.node_of(ws));
+            let route = routes.as_ref().map(|r| client::Route {
+                node_of: &node_of,
+                node: i % r.nodes.len(),
+            });
+            (
+                i,
+                client::drive(stream, i, &plan, &requests, &shared, route).await,
+            )
+        });
     }
     let mut results: Vec<(usize, ConnResult)> = Vec::with_capacity(plan.args.connections as usize);
     while let Some(joined) = running.join_next().await {
@@ -140,8 +188,10 @@ async fn execute(plan: Arc<Plan>) -> Result<Summary, String> {
             .map_err(|e| format!("cannot merge latency histograms: {e}"))?;
     }
     let (mut ok, mut errors, mut failures, mut records) = (0, Errors::default(), vec![], vec![]);
+    let mut redirects = 0;
     for (_, r) in results {
         ok += r.ok;
+        redirects += r.redirects;
         for (kind, n) in r.errors {
             errors.total += n;
             *errors.by_kind.entry(kind).or_default() += n;
@@ -164,6 +214,8 @@ async fn execute(plan: Arc<Plan>) -> Result<Summary, String> {
             latency,
             verification,
             connection_failures: failures,
+            redirects,
+            nodes: routes.map(|r| r.nodes.clone()).unwrap_or_default(),
         },
     ))
 }

@@ -49,6 +49,9 @@ pub struct Summary {
     /// Replies per latency bucket (`le_ms` is the bucket's upper bound; `null` = above all).
     pub latency_histogram: Vec<Bucket>,
     pub verification: Verification,
+    /// `--cluster`: the nodes the connections were spread over, and `-MOVED` followed.
+    pub cluster_nodes: Vec<String>,
+    pub redirects: u64,
     pub connection_failures: Vec<String>,
     /// Why the run counts as failed (the process then exits non-zero); empty when it passed.
     pub failures: Vec<String>,
@@ -88,6 +91,10 @@ pub struct Measured {
     pub latency: Histogram<u64>,
     pub verification: Verification,
     pub connection_failures: Vec<String>,
+    /// `-MOVED` replies followed (`--cluster`).
+    pub redirects: u64,
+    /// The nodes the connections were spread over (`--cluster`).
+    pub nodes: Vec<String>,
 }
 
 impl Summary {
@@ -159,6 +166,8 @@ impl Summary {
             latency_ms: latency(&m.latency),
             latency_histogram: buckets(&m.latency),
             verification: m.verification,
+            cluster_nodes: m.nodes,
+            redirects: m.redirects,
             connection_failures: m.connection_failures,
             failures,
         }
@@ -188,6 +197,14 @@ impl Summary {
                 "  keys: {} workspace(s) ({dist}) x {} sequence(s)",
                 group(self.workspaces),
                 group(self.seqs)
+            );
+        }
+        if !self.cluster_nodes.is_empty() {
+            let _ = writeln!(
+                s,
+                "  cluster: routed by slot over {}; {} -MOVED followed",
+                self.cluster_nodes.join(", "),
+                group(self.redirects)
             );
         }
         let _ = writeln!(s);
