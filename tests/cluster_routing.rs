@@ -224,6 +224,14 @@ fn roles_and_routing_with_real_cluster_clients() {
     assert_eq!(id.len(), 40);
     let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut gw).unwrap();
     assert!(info.contains("cluster_slots_assigned:16384") && info.contains("seqd_routing:proxy"));
+    let info: String = redis::cmd("INFO").arg("cluster").query(&mut gw).unwrap();
+    for want in [
+        "cluster_enabled:1",
+        "seqd_roles:gateway",
+        "seqd_routing:proxy",
+    ] {
+        assert!(info.contains(want), "{want} in {info}");
+    }
     let map = slots(&c, g);
     let covered: u32 = map
         .iter()

@@ -156,6 +156,12 @@ fn write_section(f: &mut Field<'_>, shared: &Shared, section: Sections, snap: &S
         f("max_leases", &config.max_leases);
     } else if section == Sections::VERSIONS {
         shared.versions.info(f);
+    } else if section == Sections::CLUSTER {
+        f("cluster_enabled", &u8::from(shared.cluster.is_some()));
+        #[cfg(feature = "cluster")]
+        if let Some(node) = &shared.cluster {
+            node.info(f);
+        }
     } else if section == Sections::KEYSPACE {
         // Redis omits an empty database.
         if let Some(keys) = snap.keys.filter(|&k| k > 0) {

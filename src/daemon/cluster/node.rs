@@ -20,7 +20,6 @@ use crate::cluster::{
 use crate::daemon::Config;
 use crate::daemon::versions::{Authority, Versions};
 use crate::error::{Error, Result};
-use crate::storage::StorageError;
 use crate::util::lock;
 
 /// Counters behind the cluster's metrics.
@@ -136,13 +135,10 @@ impl Node {
         )
         .await?;
         let view = ClusterView::start(&etcd, keys.clone(), &cc.cluster, partitions).await?;
-        let runtime = etcd.runtime().ok_or_else(|| {
-            Error::Storage(StorageError::permanent(
-                "the etcd client stopped while joining",
-            ))
-        })?;
+        // Forwarding runs on the daemon's runtime, not the etcd client's thread: heavy
+        // forwarding must never delay the lease's keep-alives.
         let peers = Peers::new(
-            runtime,
+            tokio::runtime::Handle::current(),
             PeerOptions {
                 auth_token: config.auth_token.clone(),
                 timeout: Duration::from_secs(5),
@@ -189,6 +185,26 @@ impl Node {
     /// Whether this node serves clients (`--roles` has `gateway`).
     pub(crate) fn accepts_clients(&self) -> bool {
         self.record.accepts_clients
+    }
+
+    /// `INFO cluster`: the node's id, roles, routing and forwarding counters.
+    pub(crate) fn info(&self, f: &mut crate::daemon::info::Field<'_>) {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let roles: Vec<&str> = self.record.roles.iter().map(|r| r.name()).collect();
+        let batches = get(&self.stats.forward_batches);
+        f("seqd_node_id", &self.id);
+        f("seqd_roles", &roles.join(","));
+        f("seqd_routing", &self.routing.name());
+        f("forwarded_requests", &get(&self.stats.forwarded_requests));
+        f("forward_batches", &batches);
+        f(
+            "mean_forward_latency_us",
+            &get(&self.stats.forward_latency_us)
+                .checked_div(batches)
+                .unwrap_or(0),
+        );
+        f("redirects", &get(&self.stats.redirects));
+        f("handover_retries", &get(&self.stats.handover_retries));
     }
 
     /// This node in `GET /v1/cluster`: its id, roles, routing and forwarding counters.

@@ -111,15 +111,18 @@ impl Sections {
     pub const LEASES: Sections = Sections(1 << 8);
     /// `# Versions`: the version authority.
     pub const VERSIONS: Sections = Sections(1 << 9);
+    /// `# Cluster`: `cluster_enabled`, and in cluster mode the node's roles, routing and
+    /// forwarding counters.
+    pub const CLUSTER: Sections = Sections(1 << 10);
     /// No section.
     pub const NONE: Sections = Sections(0);
     /// `INFO all` / `INFO everything`: every section.
-    pub const ALL: Sections = Sections(0x3ff);
+    pub const ALL: Sections = Sections(0x7ff);
     /// `INFO` and `INFO default`: every section but the keyspace.
-    pub const DEFAULT: Sections = Sections(0x3ff & !(1 << 5));
+    pub const DEFAULT: Sections = Sections(0x7ff & !(1 << 5));
 
     /// Each section's name as `INFO` takes it, in the order `INFO` prints them.
-    pub const NAMED: [(&'static str, Sections); 10] = [
+    pub const NAMED: [(&'static str, Sections); 11] = [
         ("server", Self::SERVER),
         ("clients", Self::CLIENTS),
         ("stats", Self::STATS),
@@ -129,6 +132,7 @@ impl Sections {
         ("durability", Self::DURABILITY),
         ("leases", Self::LEASES),
         ("versions", Self::VERSIONS),
+        ("cluster", Self::CLUSTER),
         ("keyspace", Self::KEYSPACE),
     ];
 
