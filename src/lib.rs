@@ -58,6 +58,8 @@ mod flusher;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "daemon")]
+mod hashslot;
 mod options;
 mod sequencer;
 mod stats;

@@ -95,6 +95,7 @@ fn authentication_and_failures() {
             auth_token: Some("s3cret".into()),
             timeout: Duration::from_secs(2),
             name: Some("seqd-peer".into()),
+            ..PeerOptions::default()
         },
     );
     let replies = rt
@@ -108,6 +109,7 @@ fn authentication_and_failures() {
             auth_token: Some("wrong".into()),
             timeout: Duration::from_secs(2),
             name: None,
+            ..PeerOptions::default()
         },
     );
     let e = rt

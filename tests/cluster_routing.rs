@@ -280,6 +280,26 @@ fn roles_and_routing_with_real_cluster_clients() {
         "{err}"
     );
 
+    // Keyless CURRENT (and GETSEQ) is answered wherever it lands; a transaction with a key served
+    // elsewhere is refused when queued and aborts whole (as Redis does with -MOVED).
+    let mut r0 = c.client(n0);
+    let current: u64 = redis::cmd("CURRENT")
+        .query(&mut r0)
+        .expect("CURRENT on a redirect node");
+    assert_eq!(current, 1);
+    let _: () = redis::cmd("MULTI").query(&mut r0).unwrap();
+    let err = next(&mut r0, away, 2).unwrap_err();
+    assert!(err.to_lowercase().contains("moved"), "{err}");
+    let err = redis::cmd("EXEC")
+        .query::<redis::Value>(&mut r0)
+        .unwrap_err();
+    assert!(err.to_string().contains("Transaction discarded"), "{err}");
+    // The sequencer-only node refuses HTTP clients too.
+    let url = format!("http://{}/v1/sequences/1/0/next", c.node(n2).admin);
+    let resp = reqwest::blocking::Client::new().post(url).send().unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.text().unwrap().contains("sequencer-only"));
+
     // redis-cli -c follows it.
     let port = c.node(n0).port().to_string();
     let out = Command::new("redis-cli")

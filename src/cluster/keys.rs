@@ -20,8 +20,7 @@
 use crate::error::{Error, Result};
 use crate::types::{PartitionId, SeqId, WsId};
 
-/// Redis Cluster's number of hash slots.
-pub const SLOTS: u16 = 16384;
+pub use crate::hashslot::{SLOTS, crc16};
 
 /// The longest cluster name (`--cluster`).
 const MAX_NAME: usize = 64;
@@ -157,22 +156,6 @@ pub(crate) fn seq_in(key: &[u8]) -> Option<SeqId> {
     let hex = key.get(key.len().checked_sub(4)?..)?;
     let text = std::str::from_utf8(hex).ok()?;
     u16::from_str_radix(text, 16).ok().map(SeqId)
-}
-
-/// CRC16 as Redis Cluster computes it (XMODEM: polynomial 0x1021, initial value 0).
-pub fn crc16(bytes: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in bytes {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
 }
 
 /// Workspace `ws`'s Redis hash slot: CRC16 of its canonical decimal form, mod 16384 — the slot

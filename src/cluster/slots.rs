@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use super::keys::{SLOTS, crc16, slot_range};
+pub use crate::hashslot::keyslot;
+
+use super::keys::slot_range;
 use super::records::{NodeRecord, Role};
 use crate::types::PartitionId;
 
@@ -151,17 +153,6 @@ fn split_address(address: &str) -> (String, u16) {
     }
 }
 
-/// A key's Redis Cluster hash slot, with hash tags: when the key holds `{...}` with at least
-/// one byte between the braces, only those bytes are hashed (`CLUSTER KEYSLOT`).
-pub fn keyslot(key: &[u8]) -> u16 {
-    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
-        let rest = key.get(open + 1..)?;
-        let close = rest.iter().position(|&b| b == b'}')?;
-        (close > 0).then(|| rest.get(..close)).flatten()
-    });
-    crc16(tagged.unwrap_or(key)) % SLOTS
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,7 +211,7 @@ mod tests {
     }
 
     #[test]
-    fn ids_and_key_slots_are_redis_shaped() {
+    fn ids_are_redis_shaped() {
         let id = hex_id("n1");
         assert_eq!(id.len(), 40);
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));

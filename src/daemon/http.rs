@@ -74,6 +74,9 @@ async fn guard(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> R
 async fn one(shared: &Shared, req: Req) -> Reply {
     #[cfg(feature = "cluster")]
     if let Some(node) = &shared.cluster {
+        if let Some(refusal) = node.client_refusal() {
+            return Reply::Busy(refusal);
+        }
         let p = shared.partitions.of(req.ws());
         if !shared.partitions.serving(p) {
             let mut replies = node.forward(shared, p, &[req]).await;

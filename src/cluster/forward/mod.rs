@@ -1,5 +1,7 @@
-//! Forwarding to other nodes: [`Peers`] keeps one pipelined connection per peer address and
-//! sends batches of commands over it; replies come back in order.
+//! Forwarding to other nodes: [`Peers`] keeps a small pool of pipelined connections per peer
+//! address ([`PeerOptions::pool`]) and sends each batch of commands over one of them, in
+//! turn; a batch's replies come back in order. (A client has one read's batch in flight at a
+//! time, so its batches stay in order whichever connection carries them.)
 //!
 //! A connection is a task that owns its socket. Batches queue on a bounded channel; the task
 //! writes every batch it has at once (one `write` for many requests, as a pipelining client
@@ -58,6 +60,8 @@ pub struct PeerOptions {
     /// connections [`PEER_NAME`] so that the receiving node never forwards their requests
     /// again.
     pub name: Option<String>,
+    /// Connections per peer, used in turn. Default 2; at least 1.
+    pub pool: usize,
 }
 
 /// The client name of a forwarding connection between nodes.
@@ -69,6 +73,7 @@ impl Default for PeerOptions {
             auth_token: None,
             timeout: Duration::from_secs(5),
             name: None,
+            pool: 2,
         }
     }
 }
@@ -84,7 +89,10 @@ struct Job {
 pub struct Peers {
     runtime: tokio::runtime::Handle,
     options: PeerOptions,
-    conns: Mutex<HashMap<String, mpsc::Sender<Job>>>,
+    /// Per address, its pool's connections (fewer while they are being opened).
+    conns: Mutex<HashMap<String, Vec<mpsc::Sender<Job>>>>,
+    /// Picks the next connection of a pool.
+    turn: std::sync::atomic::AtomicUsize,
 }
 
 impl Peers {
@@ -94,6 +102,7 @@ impl Peers {
             runtime,
             options,
             conns: Mutex::new(HashMap::new()),
+            turn: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -133,23 +142,27 @@ impl Peers {
     }
 
     fn connection(&self, addr: &str) -> mpsc::Sender<Job> {
+        let pool = self.options.pool.max(1);
+        let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut conns = lock(&self.conns);
-        if let Some(tx) = conns.get(addr)
-            && !tx.is_closed()
+        let senders = conns.entry(addr.to_owned()).or_default();
+        senders.retain(|tx| !tx.is_closed());
+        if senders.len() >= pool
+            && let Some(tx) = senders.get(turn % senders.len())
         {
             return tx.clone();
         }
         let (tx, rx) = mpsc::channel(QUEUE);
         self.runtime
             .spawn(connection(addr.to_owned(), self.options.clone(), rx));
-        conns.insert(addr.to_owned(), tx.clone());
+        senders.push(tx.clone());
         tx
     }
 
     fn forget(&self, addr: &str, dead: &mpsc::Sender<Job>) {
         let mut conns = lock(&self.conns);
-        if conns.get(addr).is_some_and(|tx| tx.same_channel(dead)) {
-            conns.remove(addr);
+        if let Some(senders) = conns.get_mut(addr) {
+            senders.retain(|tx| !tx.same_channel(dead));
         }
     }
 }

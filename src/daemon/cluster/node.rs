@@ -143,6 +143,7 @@ impl Node {
                 auth_token: config.auth_token.clone(),
                 timeout: Duration::from_secs(5),
                 name: Some(PEER_NAME.into()),
+                ..PeerOptions::default()
             },
         );
         tracing::info!(
@@ -182,9 +183,24 @@ impl Node {
         self.routing.name()
     }
 
-    /// Whether this node serves clients (`--roles` has `gateway`).
-    pub(crate) fn accepts_clients(&self) -> bool {
-        self.record.accepts_clients
+    /// A sequencer-only node's refusal of a client's request (`None` on a gateway): it
+    /// names the gateways, so the client knows where to go.
+    pub(crate) fn client_refusal(&self) -> Option<String> {
+        if self.record.accepts_clients {
+            return None;
+        }
+        let map = self.view.slots();
+        let gateways: Vec<&str> = map.nodes.iter().map(|n| n.address.as_str()).collect();
+        Some(if gateways.is_empty() {
+            "ERR this node is sequencer-only and serves no clients, and no gateway is up; \
+             retry later"
+                .into()
+        } else {
+            format!(
+                "ERR this node is sequencer-only and serves no clients; connect to a gateway: {}",
+                gateways.join(", ")
+            )
+        })
     }
 
     /// `INFO cluster`: the node's id, roles, routing and forwarding counters.

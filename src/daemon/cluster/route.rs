@@ -88,6 +88,8 @@ impl Node {
         forwards: &[Vec<Req>],
         out: &mut [Vec<Reply>],
     ) {
+        // Subscribed before the owners are read: an epoch change after the read is seen.
+        let changes = self.view.changes();
         let mut by_owner: BTreeMap<String, Vec<(usize, i64)>> = BTreeMap::new();
         let mut slow = Vec::new();
         for (p, reqs) in forwards.iter().enumerate() {
@@ -104,20 +106,22 @@ impl Node {
             }
         }
         // Every owner's batch at once: a slow owner delays only its own partitions' replies.
-        let sends = by_owner.into_iter().map(|(addr, parts)| async move {
-            let reqs: Vec<Req> = parts
-                .iter()
-                .flat_map(|(p, _)| forwards[*p].iter().copied())
-                .collect();
-            let watched: Vec<(PartitionId, i64)> = parts
-                .iter()
-                .map(|(p, e)| (PartitionId(u16::try_from(*p).unwrap_or(u16::MAX)), *e))
-                .collect();
-            let mut changes = self.view.changes();
-            let outcome = self
-                .send_watching(&addr, &reqs, &watched, &mut changes)
-                .await;
-            (parts, reqs.len(), outcome)
+        let sends = by_owner.into_iter().map(|(addr, parts)| {
+            let mut changes = changes.clone();
+            async move {
+                let reqs: Vec<Req> = parts
+                    .iter()
+                    .flat_map(|(p, _)| forwards[*p].iter().copied())
+                    .collect();
+                let watched: Vec<(PartitionId, i64)> = parts
+                    .iter()
+                    .map(|(p, e)| (PartitionId(u16::try_from(*p).unwrap_or(u16::MAX)), *e))
+                    .collect();
+                let outcome = self
+                    .send_watching(&addr, &reqs, &watched, &mut changes)
+                    .await;
+                (parts, reqs.len(), outcome)
+            }
         });
         for (parts, sent, outcome) in futures_util::future::join_all(sends).await {
             match outcome {

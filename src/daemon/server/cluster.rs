@@ -5,7 +5,9 @@
 //! must be spelled canonically.
 
 use super::Conn;
-use crate::daemon::command::{ClusterSub, Command};
+use crate::daemon::command::ClusterSub;
+#[cfg(feature = "cluster")]
+use crate::daemon::command::Command;
 use crate::daemon::protocol;
 
 /// Redis's reply to `CLUSTER ...` on a server without cluster mode.
@@ -15,7 +17,7 @@ impl Conn {
     /// `CLUSTER ...`.
     pub(super) fn cluster(&mut self, sub: ClusterSub<'_>) {
         if let ClusterSub::KeySlot(key) = sub {
-            let slot = crate::cluster::slots::keyslot(key);
+            let slot = crate::hashslot::keyslot(key);
             return self.local(|o| protocol::write_uint(o, u64::from(slot)));
         }
         if let ClusterSub::Help = sub {
@@ -58,6 +60,27 @@ impl Conn {
         self.local_error(DISABLED);
     }
 
+    /// What cluster mode refuses of a command queued in `MULTI`: what [`cluster_check`]
+    /// refuses, and a keyed request `--routing redirect` would answer `-MOVED` (or
+    /// `-TRYAGAIN`) for.
+    ///
+    /// [`cluster_check`]: Self::cluster_check
+    #[cfg(feature = "cluster")]
+    pub(super) fn queue_refusal(&mut self, cmd: &Command<'_>, argv: &[&[u8]]) -> Option<String> {
+        if let Some(refusal) = self.cluster_check(cmd, argv) {
+            return Some(refusal);
+        }
+        let ws = match cmd {
+            Command::Next { ws, .. } | Command::Peek { ws, .. } => *ws,
+            _ => return None,
+        };
+        let p = self.shared.partitions.of(ws);
+        let refusal = self.redirect(p, ws);
+        // Queueing decides nothing for the read: EXEC decides again when it runs.
+        self.redirected.clear();
+        refusal
+    }
+
     /// Cluster mode's checks of a request before it runs: `None` lets it run, `Some` is the
     /// error to answer instead.
     #[cfg(feature = "cluster")]
@@ -74,20 +97,11 @@ impl Conn {
                 | Command::Exec
                 | Command::DbSize
         );
-        if serves && !self.peer && !node.accepts_clients() {
-            let map = node.view.slots();
-            let gateways: Vec<&str> = map.nodes.iter().map(|n| n.address.as_str()).collect();
-            return Some(if gateways.is_empty() {
-                "ERR this node is sequencer-only and serves no clients, and no gateway is up; \
-                 retry later"
-                    .into()
-            } else {
-                format!(
-                    "ERR this node is sequencer-only and serves no clients; connect to a \
-                     gateway: {}",
-                    gateways.join(", ")
-                )
-            });
+        if serves
+            && !self.peer
+            && let Some(refusal) = node.client_refusal()
+        {
+            return Some(refusal);
         }
         // A client hashes the workspace as written: `042` would go to another slot than 42.
         if matches!(cmd, Command::Next { .. } | Command::Peek { .. })
@@ -110,21 +124,29 @@ impl Conn {
     /// `--routing redirect`: `-MOVED slot host:port` for a workspace whose slot clients are
     /// sent elsewhere, `-TRYAGAIN` while its partition is handed over. Never for a peer's
     /// request (peers forward to owners, which answer).
-    pub(super) fn redirect(&self, p: usize, ws: u64) -> Option<String> {
+    pub(super) fn redirect(&mut self, p: usize, ws: u64) -> Option<String> {
         use crate::daemon::cluster::Routing;
         let node = self.shared.cluster.as_ref()?;
         if node.routing != Routing::Redirect || self.peer {
             return None;
         }
-        let slot = crate::cluster::keys::slot(crate::types::WsId(ws));
+        // Within one read, a partition's requests are all redirected or all served here,
+        // whatever the map does meanwhile: a client's replies stay in request order.
         let pid = crate::types::PartitionId(u16::try_from(p).unwrap_or(u16::MAX));
+        if self.redirected.contains(&pid.0) {
+            return Some(self.moved(pid, ws, node));
+        }
+        let decided = !self.batches.get(p).is_none_or(|b| b.reqs.is_empty())
+            || self.forwards.get(p).is_some_and(|f| !f.is_empty());
+        if decided {
+            return None;
+        }
         let map = node.view.slots();
+        let slot = crate::cluster::keys::slot(crate::types::WsId(ws));
         match map.target(pid) {
             Some(t) if t.id != node.id => {
-                node.stats
-                    .redirects
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Some(format!("MOVED {slot} {}", t.address))
+                self.redirected.push(pid.0);
+                Some(self.moved(pid, ws, node))
             }
             None => Some(format!(
                 "CLUSTERDOWN Hash slot {slot} is not served: no gateway is up"
@@ -138,6 +160,25 @@ impl Conn {
                 ))
             }
             Some(_) => None,
+        }
+    }
+
+    /// `-MOVED slot host:port` for workspace `ws` of partition `pid`, as the map says now.
+    fn moved(
+        &self,
+        pid: crate::types::PartitionId,
+        ws: u64,
+        node: &crate::daemon::ClusterNode,
+    ) -> String {
+        let slot = crate::cluster::keys::slot(crate::types::WsId(ws));
+        let map = node.view.slots();
+        node.stats
+            .redirects
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match map.target(pid) {
+            // Redis's form: the host as is (no brackets around an IPv6 address), the port.
+            Some(t) => format!("MOVED {slot} {}:{}", t.host, t.port),
+            None => format!("CLUSTERDOWN Hash slot {slot} is not served: no gateway is up"),
         }
     }
 }

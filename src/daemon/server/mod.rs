@@ -99,6 +99,8 @@ struct Conn {
     /// and their replies.
     forwards: Vec<Vec<Req>>,
     forwarded: Vec<Vec<Reply>>,
+    /// Cluster mode, `--routing redirect`: the partitions this read answered `-MOVED` for.
+    redirected: Vec<u16>,
     /// This read's `VERSION` requests, answered in order after the batches, and replies.
     versions: Vec<VersionReq>,
     version_replies: Vec<VersionReply>,
@@ -143,6 +145,7 @@ pub(crate) async fn serve_connection(
         forwarded: Vec::new(),
         versions: Vec::new(),
         version_replies: Vec::new(),
+        redirected: Vec::new(),
         peer: false,
     };
     let request_timeout = conn.shared.config.request_timeout();
@@ -254,6 +257,7 @@ impl Conn {
             f.clear();
         }
         self.versions.clear();
+        self.redirected.clear();
         let mut pos = 0;
         let mut args = std::mem::take(&mut self.args);
         let mut spare: Vec<&[u8]> = Vec::new();
@@ -320,14 +324,19 @@ impl Conn {
             return self.local_error(&refusal);
         }
         match cmd {
-            Command::GetSeq => self.route(Req::Next {
-                ws: 0,
-                seq: 0,
-                count: 1,
-            }),
-            Command::Current => self.route(Req::Peek { ws: 0, seq: 0 }),
-            Command::Next { ws, seq, count } => self.route(Req::Next { ws, seq, count }),
-            Command::Peek { ws, seq } => self.route(Req::Peek { ws, seq }),
+            // Keyless: a cluster client cannot follow a -MOVED for them, so they are always
+            // answered (forwarded when need be).
+            Command::GetSeq => self.route(
+                Req::Next {
+                    ws: 0,
+                    seq: 0,
+                    count: 1,
+                },
+                false,
+            ),
+            Command::Current => self.route(Req::Peek { ws: 0, seq: 0 }, false),
+            Command::Next { ws, seq, count } => self.route(Req::Next { ws, seq, count }, true),
+            Command::Peek { ws, seq } => self.route(Req::Peek { ws, seq }, true),
             other => {
                 self.counts.other += 1;
                 self.answer_locally(other);
@@ -335,16 +344,19 @@ impl Conn {
         }
     }
 
-    fn route(&mut self, req: Req) {
+    /// `redirectable`: the request has a key (`--routing redirect` may answer `-MOVED`).
+    fn route(&mut self, req: Req, redirectable: bool) {
         match req {
             Req::Next { .. } => self.counts.next += 1,
             Req::Peek { .. } => self.counts.peek += 1,
         }
         let p = self.shared.partitions.of(req.ws());
         #[cfg(feature = "cluster")]
-        if let Some(redirect) = self.redirect(p, req.ws()) {
+        if redirectable && let Some(redirect) = self.redirect(p, req.ws()) {
             return self.local_error(&redirect);
         }
+        #[cfg(not(feature = "cluster"))]
+        let _ = redirectable;
         if self.shared.cluster.is_some() && self.batches[p].reqs.is_empty() {
             // Cluster mode: a partition served elsewhere. Once one request of this read is
             // forwarded, the partition's later ones follow it (request order).

@@ -170,6 +170,14 @@ impl Conn {
                 return self.local_error(&e.0);
             }
         };
+        // Cluster mode refuses at queue time what it would refuse when run (as Redis does
+        // with -MOVED): the transaction then aborts whole instead of running in part.
+        #[cfg(feature = "cluster")]
+        if let Some(refusal) = self.queue_refusal(&cmd, argv) {
+            self.txn.abort();
+            self.counts.errors += 1;
+            return self.local_error(&refusal);
+        }
         match self.txn.queue(argv, self.reply_bound(&cmd)) {
             Ok(()) => self.local(|o| protocol::write_simple(o, "QUEUED")),
             Err(QueueError::Full) => {

@@ -100,6 +100,10 @@ async fn one(shared: &Shared, path: DomainPath, req: impl FnOnce(u64) -> Version
         Err(e) => return bad_path(e),
     };
     let req = req(domain);
+    #[cfg(feature = "cluster")]
+    if let Some(refusal) = shared.cluster.as_ref().and_then(|n| n.client_refusal()) {
+        return unavailable(shared, refusal);
+    }
     let mut replies = Vec::with_capacity(1);
     crate::daemon::versions::answer_anywhere(shared, &[req], &mut replies, false).await;
     let reply = replies

@@ -201,15 +201,52 @@ fn choose(chooser: &KeyChooser, rng: &mut SplitMix64, route: Option<Route<'_>>) 
     key
 }
 
-/// Sends `key`'s request to `addr` (after a `-MOVED`) on a connection kept for it, and waits
-/// for its reply.
+/// Sends `key`'s request to `addr` (after a `-MOVED`) on a connection kept per address, and
+/// waits for its reply; follows further `-MOVED`s and waits out `-TRYAGAIN`s (at most
+/// [`FOLLOWS`] hops). A connection that failed is dropped, so a late reply can never be taken
+/// for another request's.
 async fn follow(
     plan: &Plan,
     requests: &Requests,
     side: &mut std::collections::HashMap<String, TcpStream>,
-    addr: &str,
+    mut addr: String,
     key: u64,
 ) -> Result<i64, String> {
+    let mut out = Vec::with_capacity(64);
+    requests.encode(key, &mut out);
+    for _ in 0..FOLLOWS {
+        let reply = ask(plan, side, &addr, &out).await;
+        if reply.is_err() {
+            side.remove(&addr);
+        }
+        match reply? {
+            Followed::Number(n) => return Ok(n),
+            Followed::Moved(to) => addr = to,
+            Followed::TryAgain => tokio::time::sleep(Duration::from_millis(20)).await,
+            Followed::Error(kind) => return Err(kind),
+        }
+    }
+    Err(format!("still redirected after {FOLLOWS} hops"))
+}
+
+/// Most hops [`follow`] takes for one request.
+const FOLLOWS: usize = 5;
+
+/// A followed request's reply.
+enum Followed {
+    Number(i64),
+    Moved(String),
+    TryAgain,
+    Error(String),
+}
+
+/// One request on the kept connection to `addr`.
+async fn ask(
+    plan: &Plan,
+    side: &mut std::collections::HashMap<String, TcpStream>,
+    addr: &str,
+    request: &[u8],
+) -> Result<Followed, String> {
     if !side.contains_key(addr) {
         let s = connect_to(plan, addr).await?;
         side.insert(addr.to_owned(), s);
@@ -217,10 +254,8 @@ async fn follow(
     let Some(stream) = side.get_mut(addr) else {
         return Err(format!("no connection to {addr}"));
     };
-    let mut out = Vec::with_capacity(64);
-    requests.encode(key, &mut out);
     stream
-        .write_all(&out)
+        .write_all(request)
         .await
         .map_err(|e| format!("write to {addr} (after -MOVED) failed: {e}"))?;
     let mut buf = Vec::with_capacity(256);
@@ -232,11 +267,19 @@ async fn follow(
             Err(_) => return Err(format!("no reply from {addr}")),
         }
         match resp::parse(&buf).map_err(|e| format!("unreadable reply from {addr}: {}", e.0))? {
-            Some((Reply::Integer(n), _)) => return Ok(n),
+            Some((Reply::Integer(n), _)) => return Ok(Followed::Number(n)),
             Some((Reply::Error(line), _)) => {
-                return Err(String::from_utf8_lossy(resp::error_kind(line)).into_owned());
+                return Ok(match moved_to(line) {
+                    Some(to) => Followed::Moved(to),
+                    None if line.starts_with(b"TRYAGAIN") => Followed::TryAgain,
+                    None => Followed::Error(
+                        String::from_utf8_lossy(resp::error_kind(line)).into_owned(),
+                    ),
+                });
             }
-            Some((Reply::Other(what), _)) => return Err(format!("unexpected reply ({what})")),
+            Some((Reply::Other(what), _)) => {
+                return Ok(Followed::Error(format!("unexpected reply ({what})")));
+            }
             None => {}
         }
     }
@@ -334,7 +377,7 @@ async fn run_loop(
                     answered = Instant::now();
                     let addr = moved_to(line).unwrap_or_default();
                     result.redirects += 1;
-                    let followed = follow(plan, requests, &mut side, &addr, key).await;
+                    let followed = follow(plan, requests, &mut side, addr, key).await;
                     answered = answered.max(Instant::now());
                     match followed {
                         Ok(n) => Reply::Integer(n),

@@ -2,7 +2,10 @@
 //! `CLUSTER SLOTS` of `--host:--port`; connections are spread over the nodes it names
 //! (round robin), and each connection sends only keys whose workspace's slot its node
 //! serves, so requests go straight to the node that answers them. A `-MOVED` reply (the
-//! layout changed) is followed: the request is sent again to the node it names.
+//! layout changed) is followed: the request is sent again to the node it names (and further
+//! `-MOVED`s and `-TRYAGAIN`s, a few hops at most). The map is read once, at the start: after
+//! a layout change the moved slots' requests keep paying the redirect, which `redirects`
+//! counts.
 
 use seqd::WsId;
 use seqd::cluster::forward::{PeerReply, parse};
