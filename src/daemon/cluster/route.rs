@@ -31,7 +31,7 @@ impl Node {
                         // (if it ever comes, its numbers are skipped, never reissued).
                         let watched = [(pid, epoch)];
                         let outcome = self
-                            .send_watching(&record.address, reqs, &watched, &mut changes)
+                            .send_watching(&owner, &record.address, reqs, &watched, &mut changes)
                             .await;
                         match outcome {
                             // A new epoch: send again, unless the time is up.
@@ -90,7 +90,8 @@ impl Node {
     ) {
         // Subscribed before the owners are read: an epoch change after the read is seen.
         let changes = self.view.changes();
-        let mut by_owner: BTreeMap<String, Vec<(usize, i64)>> = BTreeMap::new();
+        // By owner: its address and, per partition, the epoch the batch was sent under.
+        let mut by_owner: BTreeMap<String, (String, Vec<(usize, i64)>)> = BTreeMap::new();
         let mut slow = Vec::new();
         for (p, reqs) in forwards.iter().enumerate() {
             if reqs.is_empty() {
@@ -99,14 +100,18 @@ impl Node {
             let pid = PartitionId(u16::try_from(p).unwrap_or(u16::MAX));
             match self.view.owner(pid) {
                 Some((owner, epoch)) if owner != self.id => match self.view.node(&owner) {
-                    Some(record) => by_owner.entry(record.address).or_default().push((p, epoch)),
+                    Some(record) => by_owner
+                        .entry(owner)
+                        .or_insert_with(|| (record.address, Vec::new()))
+                        .1
+                        .push((p, epoch)),
                     None => slow.push(p),
                 },
                 _ => slow.push(p),
             }
         }
         // Every owner's batch at once: a slow owner delays only its own partitions' replies.
-        let sends = by_owner.into_iter().map(|(addr, parts)| {
+        let sends = by_owner.into_iter().map(|(owner, (addr, parts))| {
             let mut changes = changes.clone();
             async move {
                 let reqs: Vec<Req> = parts
@@ -118,7 +123,7 @@ impl Node {
                     .map(|(p, e)| (PartitionId(u16::try_from(*p).unwrap_or(u16::MAX)), *e))
                     .collect();
                 let outcome = self
-                    .send_watching(&addr, &reqs, &watched, &mut changes)
+                    .send_watching(&owner, &addr, &reqs, &watched, &mut changes)
                     .await;
                 (parts, reqs.len(), outcome)
             }
@@ -153,12 +158,16 @@ impl Node {
         }
     }
 
-    /// Sends `reqs` to `addr`, abandoning the wait (`None`) when one of the `watched`
-    /// partitions gets a new epoch meanwhile: an owner that froze answers nothing until it
-    /// resumes, and its reply no longer matters then (if it ever comes, its numbers are
-    /// skipped, never reissued).
+    /// Sends `reqs` to node `owner` at `addr`, abandoning the wait (`None`) when the owner
+    /// is gone from the view (its lease expired: it froze or died, and its reply no longer
+    /// matters — if it ever comes, its numbers are skipped, never reissued) and one of the
+    /// `watched` partitions got a new epoch meanwhile, or when all of them did. While the
+    /// owner lives, a partition that moved by handover is answered by it (a number before
+    /// the handover, or `-TRYAGAIN` after): waiting for that reply, instead of sending the
+    /// batch again, keeps the owner from serving the other partitions' requests twice.
     async fn send_watching(
         &self,
+        owner: &str,
         addr: &str,
         reqs: &[Req],
         watched: &[(PartitionId, i64)],
@@ -177,8 +186,10 @@ impl Node {
                     }
                     let moved = watched
                         .iter()
-                        .any(|(p, epoch)| self.view.owner(*p).is_none_or(|(_, e)| e != *epoch));
-                    if moved {
+                        .filter(|(p, epoch)| self.view.owner(*p).is_none_or(|(_, e)| e != *epoch))
+                        .count();
+                    let gone = self.view.node(owner).is_none();
+                    if moved == watched.len() || (moved > 0 && gone) {
                         return None;
                     }
                 }
