@@ -21,16 +21,7 @@ partitions=${PARTITIONS:-8}
 if ((pipeline > 1)); then n=${N:-200000}; else n=${N:-30000}; fi
 source "$(dirname "$0")/lib.sh"
 
-etcd_port=$(free_port); etcd_peer=$(free_port)
-etcd --name bench --data-dir "$work/etcd" \
-  --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-  --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
-  --initial-cluster "bench=http://127.0.0.1:$etcd_peer" --initial-cluster-state new \
-  --heartbeat-interval 50 --election-timeout 500 \
-  --auto-compaction-mode revision --auto-compaction-retention 10000 \
-  --log-level error >"$work/etcd.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$etcd_port/health" >/dev/null && break; sleep 0.1; done
+start_etcd
 
 cluster_ports=()
 for i in 0 1 2; do

@@ -1,6 +1,6 @@
-# Shared by benches/ab.sh, pairs.sh and cpu.sh (sourced, after `set -euo pipefail`): a
+# Shared by the scripts in benches/ (sourced, after `set -euo pipefail`): a
 # temporary directory and every process started in it, stopped and removed on exit, Ctrl-C
-# or failure; free loopback ports; seqd and Redis started and waited for.
+# or failure; free loopback ports; seqd, Redis and etcd started and waited for.
 
 work=$(mktemp -d)
 pids=()
@@ -46,4 +46,20 @@ start_redis() {
     --appendfsync "$1" --dir "$work" --daemonize no --logfile "$work/redis.log" &
   pids+=($!)
   for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+}
+
+# start_etcd: one etcd member on loopback (1-second leases allowed, compaction on), until it
+# answers /health (at most 10 s). Sets `etcd_port`.
+start_etcd() {
+  local peer
+  etcd_port=$(free_port); peer=$(free_port)
+  etcd --name bench --data-dir "$work/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+    --initial-cluster "bench=http://127.0.0.1:$peer" --initial-cluster-state new \
+    --heartbeat-interval 50 --election-timeout 500 \
+    --auto-compaction-mode revision --auto-compaction-retention 10000 \
+    --log-level error >"$work/etcd.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$etcd_port/health" >/dev/null && break; sleep 0.1; done
 }

@@ -23,16 +23,7 @@ keys=${KEYS:-1000}
 partitions=${PARTITIONS:-8}
 source "$(dirname "$0")/lib.sh"
 
-etcd_port=$(free_port); etcd_peer=$(free_port)
-etcd --name bench --data-dir "$work/etcd" \
-  --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-  --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
-  --initial-cluster "bench=http://127.0.0.1:$etcd_peer" --initial-cluster-state new \
-  --heartbeat-interval 50 --election-timeout 500 \
-  --auto-compaction-mode revision --auto-compaction-retention 10000 \
-  --log-level error >"$work/etcd.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$etcd_port/health" >/dev/null && break; sleep 0.1; done
+start_etcd
 
 ports=(); admins=()
 start_node() { # id extra...

@@ -206,6 +206,37 @@ fn bad(msg: String) -> Box<Response> {
     Box::new(error(StatusCode::BAD_REQUEST, msg))
 }
 
+/// The one query parameter `name` a request may carry, an integer in `range`: `Ok(None)`
+/// when absent; a 400 for another parameter or a value out of range.
+pub(crate) fn int_param(
+    query: Option<&str>,
+    name: &str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Option<u64>, Box<Response>> {
+    let mut value = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k != name {
+            return Err(bad(format!(
+                "unknown query parameter '{}'; only '{name}'",
+                clip(k)
+            )));
+        }
+        match v.parse::<u64>() {
+            Ok(n) if range.contains(&n) => value = Some(n),
+            _ => {
+                return Err(bad(format!(
+                    "{name} must be an integer in {}..={}, got '{}'",
+                    range.start(),
+                    range.end(),
+                    clip(v)
+                )));
+            }
+        }
+    }
+    Ok(value)
+}
+
 pub(crate) fn clip(s: &str) -> String {
     s.chars().take(32).collect()
 }
@@ -253,33 +284,10 @@ async fn next(
         Ok(ids) => ids,
         Err(resp) => return *resp,
     };
-    let mut count = 1;
-    for pair in query
-        .as_deref()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k != "count" {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("unknown query parameter '{}'; only 'count'", clip(k)),
-            );
-        }
-        match v.parse::<u64>() {
-            Ok(n) if (1..=MAX_COUNT).contains(&n) => count = n,
-            _ => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "count must be an integer in 1..={MAX_COUNT}, got '{}'",
-                        clip(v)
-                    ),
-                );
-            }
-        }
-    }
+    let count = match int_param(query.as_deref(), "count", 1..=MAX_COUNT) {
+        Ok(n) => n.unwrap_or(1),
+        Err(resp) => return *resp,
+    };
     let reply = one(&shared, Req::Next { ws, seq, count }).await;
     reply_response(
         &shared,

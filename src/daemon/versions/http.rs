@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::{VersionReply, VersionReq};
 use crate::daemon::Shared;
-use crate::daemon::http::{bad_path, clip, error, unavailable};
+use crate::daemon::http::{bad_path, clip, error, int_param, unavailable};
 
 /// The version routes, merged into the admin router.
 pub(crate) fn routes() -> Router<Arc<Shared>> {
@@ -44,34 +44,10 @@ async fn report(
     path: DomainPath,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let mut version = None;
-    for pair in query
-        .as_deref()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k != "version" {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("unknown query parameter '{}'; only 'version'", clip(k)),
-            );
-        }
-        match v.parse::<u64>() {
-            Ok(n) => version = Some(n),
-            Err(_) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "version must be an integer in 0..={}, got '{}'",
-                        u64::MAX,
-                        clip(v)
-                    ),
-                );
-            }
-        }
-    }
+    let version = match int_param(query.as_deref(), "version", 0..=u64::MAX) {
+        Ok(v) => v,
+        Err(resp) => return *resp,
+    };
     let Some(version) = version else {
         return error(
             StatusCode::BAD_REQUEST,
