@@ -14,7 +14,8 @@
 #     seqd `--durability lease` vs `appendfsync everysec` (both `--save ''`). Each pair is
 #     driven by redis-benchmark and by `seqd bench` (`--command incr` for Redis): one hot key
 #     (GETSEQ / INCR k) and 100,000 keys (NEXT __rand_int__ 0 / INCR key:__rand_int__,
-#     -r 100000), each at -P 16 and -P 1, -c 50;
+#     -r 100000), each at -P 16 and -P 1, -c 50; the 100,000-key cells on fresh storage
+#     (keys never used before, redis-benchmark) and warm (after a pass over the keys);
 #   * W6: `pgbench -n -c 50 -j 2 -T PG_SECS -f nextval.sql` (SELECT nextval('s')) against a
 #     fresh PostgreSQL cluster (fsync on, default synchronous_commit), and `seqd bench` with
 #     the same client count and threads for the same time against seqd (both modes); then
@@ -171,9 +172,23 @@ sb() { # key port pipeline args...
   log "$key: ${RPS[$key]} rps, p99 ${P99[$key]} ms, ${errors:-?} error replies (seqd bench -P $pipeline $*)"
 }
 
-# The four W5 workloads, with both clients, against a server speaking `kind`.
+# The W5 workloads, with both clients, against a server speaking `kind`. The 100,000-key
+# cells run on fresh storage (keys never used: their own sequence, or key prefix, per cell;
+# redis-benchmark only) and warm (after a pass that touched ~95 % of the keys).
 w5() { # server-name port kind(seqd|redis)
   local name=$1 port=$2 kind=$3 p
+  for p in 16 1; do
+    if [[ $kind == seqd ]]; then
+      rb "$name|fresh|$p|rb" "$port" "$p" -r "$KEYS" NEXT __rand_int__ "$((p == 16 ? 1 : 2))"
+    else
+      rb "$name|fresh|$p|rb" "$port" "$p" -r "$KEYS" INCR "fresh$p:__rand_int__"
+    fi
+  done
+  if [[ $kind == seqd ]]; then
+    rb "$name|warmup" "$port" 16 -r "$KEYS" NEXT __rand_int__ 0
+  else
+    rb "$name|warmup" "$port" 16 -r "$KEYS" INCR key:__rand_int__
+  fi
   for p in 16 1; do
     if [[ $kind == seqd ]]; then
       rb "$name|hot|$p|rb" "$port" "$p" GETSEQ
@@ -301,10 +316,13 @@ table="$work/table.md"
   echo "|---|---|---|---|---|---|---|"
   for pair in "sync always" "lease everysec"; do
     read -r mode fsync <<<"$pair"
-    for w in "hot|16|1 key, -P 16" "hot|1|1 key, -P 1" "keys|16|100k keys, -P 16" "keys|1|100k keys, -P 1"; do
+    for w in "hot|16|1 key, -P 16" "hot|1|1 key, -P 1" "fresh|16|100k keys fresh, -P 16" \
+      "fresh|1|100k keys fresh, -P 1" "keys|16|100k keys warm, -P 16" "keys|1|100k keys warm, -P 1"; do
       IFS='|' read -r load p what <<<"$w"
       for c in "rb|redis-benchmark" "sb|seqd bench"; do
         IFS='|' read -r ck cname <<<"$c"
+        # The fresh cells are redis-benchmark's only.
+        [[ $load == fresh && $ck == sb ]] && continue
         row "W5 $mode vs Redis $fsync, $what" "$cname" "$mode|$load|$p|$ck" "$fsync|$load|$p|$ck"
       done
     done
