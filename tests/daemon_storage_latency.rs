@@ -269,3 +269,24 @@ fn an_event_loop_serves_others_while_a_remote_write_waits() {
         .expect("NEXT answered once the write landed");
     assert_eq!(&buf[..n], b":1\r\n");
 }
+
+/// Lease mode leaves the writes to the partitions' flushers even with a local store: a
+/// connection thread that wrote (and fsynced) a fresh key's first reservation itself stalled
+/// every client on it (BENCHMARKS.md, "W5 with fresh and warm 100,000-key cells").
+#[test]
+fn in_lease_mode_a_local_store_is_written_by_the_flushers() {
+    let backend = WatchedBackend::new(2, StorageLatency::Local);
+    let server = server(DurabilityMode::Lease, &backend);
+    workload(&server);
+    drop(server);
+    let t = backend.tally();
+    assert_eq!(
+        t.get(&("write", true)),
+        None,
+        "a connection thread wrote: {t:?}"
+    );
+    assert!(
+        t.get(&("write", false)).is_some_and(|&n| n > 0),
+        "nothing was written: {t:?}"
+    );
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::FlushHandle;
-use crate::daemon::Shared;
+use crate::daemon::{DurabilityMode, Shared};
 use crate::util::lock;
 
 /// One connection thread's shared state (see the module docs).
@@ -46,7 +46,8 @@ impl IoContext {
                 (0..n)
                     .map(|p| Writer {
                         handle: shared.partitions.flush_handle(p),
-                        local: shared.partitions.local(p),
+                        local: shared.partitions.local(p)
+                            && shared.config.durability == DurabilityMode::Sync,
                     })
                     .collect(),
             ),
