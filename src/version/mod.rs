@@ -42,10 +42,12 @@
 //! `design/versions.md` has the argument in full.
 
 mod domain;
+mod lifecycle;
 mod options;
 mod reserver;
 #[cfg(test)]
 mod tests;
+mod types;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -55,78 +57,17 @@ use std::time::{Duration, Instant};
 use rustc_hash::FxHashMap;
 
 use crate::error::{BusyReason, Error, Result};
-use crate::options::Backoff;
 use crate::storage::{SeqStorage, SeqValue, StorageError};
 use crate::types::{Number, PLogOffset, SeqId, WsId};
 use crate::util::lock;
 use domain::{Domain, Phase};
 pub use options::{ServeGate, VersionClock, VersionOptions, WallClock};
-
-/// A domain of versions: independent counters of one authority.
-pub type DomainId = u64;
+pub use types::{Attempt, Commit, DomainId, VersionStats, VersionStatus};
 
 /// The stored bound of domain `d`: workspace `d`, this sequence.
 const BOUND_SEQ: SeqId = SeqId(0);
 /// The stored epoch: workspace 0, this sequence.
 const EPOCH_SEQ: SeqId = SeqId(1);
-
-/// A commit version, as `VERSION COMMIT` replies it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Commit {
-    /// The commit version handed out just before in this domain (after a recovery: the
-    /// baseline).
-    pub last: u64,
-    /// This commit's version.
-    pub version: u64,
-    /// The authority's epoch.
-    pub epoch: u64,
-}
-
-/// A domain's state, as `VERSION STATUS` replies it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VersionStatus {
-    /// The domain.
-    pub domain: DomainId,
-    /// The authority's epoch.
-    pub epoch: u64,
-    /// The recovery baseline this epoch's versions started above.
-    pub baseline: u64,
-    /// The last commit version handed out (the baseline before the first).
-    pub last_commit: u64,
-    /// The read version.
-    pub read_version: u64,
-    /// Versions up to this may be handed out without a storage write.
-    pub durable_bound: u64,
-}
-
-/// Counts since open, for metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VersionStats {
-    /// Commit versions handed out.
-    pub commits: u64,
-    /// Read versions answered.
-    pub reads: u64,
-    /// Reports accepted.
-    pub reports: u64,
-    /// Window writes that succeeded.
-    pub window_writes: u64,
-    /// Window writes (and bound reads) that failed.
-    pub storage_errors: u64,
-    /// Requests that found no durable window and waited for one.
-    pub waits: u64,
-    /// Domains in memory.
-    pub domains: u64,
-}
-
-/// What a non-blocking call came to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Attempt<T> {
-    /// Answered.
-    Done(T),
-    /// It needs storage first (a window, or the domain's stored bound): call the blocking
-    /// form, or try again after the reserver's next write.
-    Wait,
-}
 
 /// Shared between the handle, the reserver thread and blocking callers.
 pub(crate) struct Inner<S> {
@@ -170,86 +111,6 @@ pub struct VersionAuthority<S: SeqStorage> {
 }
 
 impl<S: SeqStorage> VersionAuthority<S> {
-    /// Recovers from `storage` (see the [module docs](self)) and starts the reserver.
-    ///
-    /// Errors: invalid options; storage failing past the retry policy (the authority does not
-    /// start: nothing is handed out from a guessed baseline); a stored epoch at `u64::MAX`.
-    pub fn open(storage: S, options: VersionOptions) -> Result<Self> {
-        options.validate()?;
-        let mut backoff = Backoff::new(&options.retry);
-        let next_offset = retry(&options, &mut backoff, || storage.read_next_offset())?;
-        let stored = retry(&options, &mut backoff, || {
-            storage.read_numbers(WsId(0), &[BOUND_SEQ, EPOCH_SEQ])
-        })?;
-        let (bound0, epoch0) = match stored.as_slice() {
-            [b, e] => (b.0, e.0),
-            _ => {
-                return Err(Error::Storage(StorageError::permanent(
-                    "the version store answered a read of 2 values with another count",
-                )));
-            }
-        };
-        let epoch = epoch0
-            .checked_add(1)
-            .ok_or_else(|| Error::InvalidArgument("the stored version epoch is u64::MAX".into()))?
-            .max(options.min_epoch);
-        // Domain 0 is recovered now, with its first window, so a ready authority answers it
-        // at once; the epoch is durable before any reply carries it.
-        let now = Instant::now();
-        let mut zero = Domain::loading(now);
-        zero.loaded(bound0, options.baseline);
-        let now_micros = options.clock.now_micros();
-        let end = zero.plan(now_micros, now).unwrap_or(zero.durable);
-        let values = [
-            value(0, EPOCH_SEQ, epoch),
-            value(0, BOUND_SEQ, end.max(bound0)),
-        ];
-        retry(&options, &mut backoff, || {
-            storage.write_values_and_offset(&values, next_offset)
-        })?;
-        zero.reserved(end, true);
-        tracing::info!(
-            epoch,
-            baseline = zero.baseline,
-            clock = options.clock.name(),
-            "version authority recovered"
-        );
-        let mut domains = FxHashMap::default();
-        domains.insert(0, zero);
-        let inner = Arc::new(Inner {
-            storage,
-            options,
-            epoch,
-            next_offset,
-            state: Mutex::new(State {
-                domains,
-                closing: false,
-                poked: false,
-                failure: None,
-                window_writes: 1,
-                storage_errors: 0,
-            }),
-            progress: Condvar::new(),
-            wake: Condvar::new(),
-            commits: AtomicU64::new(0),
-            reads: AtomicU64::new(0),
-            reports: AtomicU64::new(0),
-            waits: AtomicU64::new(0),
-        });
-        let worker = Arc::clone(&inner);
-        let reserver = std::thread::Builder::new()
-            .name("seqd-versions".into())
-            .spawn(move || reserver::run(&worker))
-            .map_err(|e| Error::Io {
-                context: "spawning the version reserver thread".into(),
-                source: e,
-            })?;
-        Ok(VersionAuthority {
-            inner,
-            reserver: Mutex::new(Some(reserver)),
-        })
-    }
-
     /// This authority's epoch: larger than every earlier one on the same storage.
     pub fn epoch(&self) -> u64 {
         self.inner.epoch
@@ -413,66 +274,6 @@ impl<S: SeqStorage> VersionAuthority<S> {
             );
         }
     }
-
-    /// Stops handing out versions and writes the exact last version of every domain, so the
-    /// next open skips nothing. Bounded by [`VersionOptions::close_timeout`]; on failure the
-    /// next open still skips at most one window per domain. Every later call is refused
-    /// ([`Error::Busy`], closing); a second `close` writes the same values again.
-    pub fn close(&self) -> Result<()> {
-        self.stop();
-        let inner = &*self.inner;
-        let values: Vec<SeqValue> = {
-            let st = lock(&inner.state);
-            st.domains
-                .iter()
-                .filter(|(_, d)| d.phase == Phase::Ready && d.durable > d.last)
-                .map(|(&id, d)| value(id, BOUND_SEQ, d.last))
-                .collect()
-        };
-        if values.is_empty() {
-            return Ok(());
-        }
-        let deadline = Instant::now() + inner.options.close_timeout;
-        let mut backoff = Backoff::new(&inner.options.retry);
-        loop {
-            match inner
-                .storage
-                .write_values_and_offset(&values, inner.next_offset)
-            {
-                Ok(()) => return Ok(()),
-                Err(e) if e.is_retryable() && Instant::now() < deadline => {
-                    std::thread::sleep(
-                        backoff
-                            .next_delay()
-                            .min(deadline.saturating_duration_since(Instant::now())),
-                    );
-                }
-                Err(e) => return Err(Error::Storage(e)),
-            }
-        }
-    }
-
-    /// Refuses new requests and joins the reserver.
-    fn stop(&self) {
-        {
-            let mut st = lock(&self.inner.state);
-            st.closing = true;
-        }
-        self.inner.wake.notify_all();
-        self.inner.progress.notify_all();
-        let reserver = lock(&self.reserver).take();
-        if let Some(t) = reserver {
-            let _ = t.join();
-        }
-    }
-}
-
-impl<S: SeqStorage> Drop for VersionAuthority<S> {
-    /// Like a crash: stops without saving the exact versions (at most one window per domain
-    /// is skipped at the next open). Call [`close`](VersionAuthority::close) to skip none.
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 impl<S: SeqStorage> std::fmt::Debug for VersionAuthority<S> {
@@ -537,22 +338,4 @@ fn exhausted(domain: DomainId) -> Error {
     Error::InvalidArgument(format!(
         "the versions of domain {domain} are exhausted (the last is u64::MAX); use another domain"
     ))
-}
-
-/// Runs a storage call at open, retrying retryable errors as `options.retry` says.
-fn retry<T>(
-    options: &VersionOptions,
-    backoff: &mut Backoff,
-    mut call: impl FnMut() -> Result<T, StorageError>,
-) -> Result<T> {
-    backoff.reset();
-    loop {
-        match call() {
-            Ok(v) => return Ok(v),
-            Err(e) if e.is_retryable() && backoff.attempts() + 1 < options.retry.max_attempts => {
-                std::thread::sleep(backoff.next_delay());
-            }
-            Err(e) => return Err(Error::Storage(e)),
-        }
-    }
 }

@@ -9,6 +9,7 @@
 mod config;
 pub(crate) mod driver;
 pub(crate) mod node;
+mod report;
 mod route;
 pub(crate) mod versions;
 
