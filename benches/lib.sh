@@ -63,3 +63,30 @@ start_etcd() {
   pids+=($!)
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$etcd_port/health" >/dev/null && break; sleep 0.1; done
 }
+
+# start_node BIN MODE PARTITIONS ID [FLAGS...]: a cluster node on the etcd of start_etcd
+# (cluster `bench`, lease TTL 2 s). Appends its ports to `node_ports` and `node_admins`.
+node_ports=(); node_admins=()
+start_node() {
+  local bin=$1 mode=$2 partitions=$3 id=$4 p a
+  shift 4
+  p=$(free_port); a=$(free_port)
+  SEQD_LOG=warn "$bin" serve --host 127.0.0.1 --port "$p" --admin-port "$a" --durability "$mode" \
+    --etcd "http://127.0.0.1:$etcd_port" --cluster bench --node-id "$id" \
+    --partitions "$partitions" --lease-ttl 2 "$@" >"$work/$id.log" 2>&1 &
+  pids+=($!)
+  node_ports+=("$p"); node_admins+=("$a")
+}
+
+# wait_placed PARTITIONS: until every node of start_node answers /readyz and every partition
+# is owned (at most 30 s).
+wait_placed() {
+  local ok owned a
+  for _ in $(seq 300); do
+    ok=1
+    for a in "${node_admins[@]}"; do curl -sf "http://127.0.0.1:$a/readyz" >/dev/null || ok=0; done
+    owned=$(curl -sf "http://127.0.0.1:${node_admins[0]}/v1/cluster" | grep -o '"owner":"' | wc -l || true)
+    ((ok == 1 && owned == $1)) && return
+    sleep 0.1
+  done
+}

@@ -25,27 +25,10 @@ source "$(dirname "$0")/lib.sh"
 
 start_etcd
 
-ports=(); admins=()
-start_node() { # id extra...
-  local id=$1; shift
-  local p a
-  p=$(free_port); a=$(free_port)
-  SEQD_LOG=warn "$bin" serve --host 127.0.0.1 --port "$p" --admin-port "$a" --durability "$mode" \
-    --etcd "http://127.0.0.1:$etcd_port" --cluster bench --node-id "$id" \
-    --partitions "$partitions" --lease-ttl 2 "$@" >"$work/$id.log" 2>&1 &
-  pids+=($!)
-  ports+=("$p"); admins+=("$a")
-}
-start_node n0 --routing redirect
-start_node n1 --routing redirect
-start_node g --roles gateway
-for _ in $(seq 300); do
-  ok=1
-  for a in "${admins[@]}"; do curl -sf "http://127.0.0.1:$a/readyz" >/dev/null || ok=0; done
-  owned=$(curl -sf "http://127.0.0.1:${admins[2]}/v1/cluster" | grep -o '"owner":"' | wc -l || true)
-  ((ok == 1 && owned == partitions)) && break
-  sleep 0.1
-done
+start_node "$bin" "$mode" "$partitions" n0 --routing redirect
+start_node "$bin" "$mode" "$partitions" n1 --routing redirect
+start_node "$bin" "$mode" "$partitions" g --roles gateway
+wait_placed "$partitions"
 
 run() { # pipeline port [--cluster] -> "rps p99ms"
   local pipeline=$1 port=$2; shift 2
@@ -58,8 +41,8 @@ for pipeline in 1 16; do
   echo "-P $pipeline: round  direct(--cluster: rps p99ms moved)  gateway(rps p99ms)  gateway/direct"
   ratios=()
   for r in $(seq "$rounds"); do
-    read -r d d99 moved < <(run "$pipeline" "${ports[0]}" --cluster)
-    read -r g g99 _ < <(run "$pipeline" "${ports[2]}")
+    read -r d d99 moved < <(run "$pipeline" "${node_ports[0]}" --cluster)
+    read -r g g99 _ < <(run "$pipeline" "${node_ports[2]}")
     ratio=$(awk -v a="$g" -v b="$d" 'BEGIN{printf "%.2f", a/b}')
     ratios+=("$ratio")
     echo "  $r  $d $d99 $moved  $g $g99  $ratio"

@@ -57,11 +57,6 @@ impl VersionStore {
             }),
         }
     }
-
-    /// Whether etcd refused it: the Director that opened it was deposed.
-    pub fn is_fenced(&self) -> bool {
-        self.inner.fenced.load(Ordering::Acquire)
-    }
 }
 
 impl Inner {

@@ -279,6 +279,7 @@ fn nodes(map: &SlotMap, me: &str) -> String {
 #[cfg(feature = "cluster")]
 fn info(map: &SlotMap, routing: &str) -> String {
     let covered = map.covered();
+    let ranges = map.ranges();
     let state = if covered == u32::from(crate::cluster::keys::SLOTS) {
         "ok"
     } else {
@@ -287,7 +288,7 @@ fn info(map: &SlotMap, routing: &str) -> String {
     let serving = map
         .nodes
         .iter()
-        .filter(|n| map.ranges().iter().any(|r| r.2.id == n.id))
+        .filter(|n| ranges.iter().any(|r| r.2.id == n.id))
         .count();
     [
         format!("cluster_state:{state}"),
