@@ -26,18 +26,49 @@ fn stored(backend: &MemoryBackend, ws: u64, seq: u16) -> u64 {
 
 #[test]
 fn an_acknowledged_number_is_already_durable() {
-    for mode in [DurabilityMode::Sync, DurabilityMode::Lease] {
-        let (server, backend) = TestServer::memory(mode);
+    for (mode, lease_floor) in [
+        (DurabilityMode::Sync, 1024),
+        (DurabilityMode::Lease, 1024),
+        (DurabilityMode::Lease, 0),
+    ] {
+        let backend = Arc::new(MemoryBackend::default());
+        let cfg = seqd::daemon::Config {
+            lease_floor,
+            ..config(mode)
+        };
+        let server = TestServer::start(cfg, backend.clone());
         let mut con = server.redis();
         for i in 0..300u64 {
             let (ws, seq, count) = (i % 7, (i % 3) as u16, 1 + i % 5);
             let first = next(&mut con, ws, seq, count).unwrap();
             let last = first + count - 1;
+            // Lease mode may also answer below the resume floor, recorded before it served:
+            // after a crash every sequence resumes at or above it.
+            let floor = {
+                use seqd::daemon::Backend;
+                backend.resume_floor().unwrap().unwrap_or(0)
+            };
             assert!(
-                stored(&backend, ws, seq) >= last,
-                "{mode:?}: {last} acknowledged, not stored"
+                stored(&backend, ws, seq) >= last
+                    || (mode == DurabilityMode::Lease && last < floor),
+                "{mode:?}: {last} acknowledged, neither stored nor below the resume floor {floor}"
             );
         }
+        let want = (mode == DurabilityMode::Lease && lease_floor > 0).then_some(1 + lease_floor);
+        let recorded = {
+            use seqd::daemon::Backend;
+            backend.resume_floor().unwrap()
+        };
+        assert_eq!(recorded, want, "{mode:?} --lease-floor {lease_floor}");
+        server.stop().unwrap();
+        let recorded = {
+            use seqd::daemon::Backend;
+            backend.resume_floor().unwrap()
+        };
+        assert_eq!(
+            recorded, None,
+            "a graceful stop of a first run forgets the floor"
+        );
     }
 }
 
@@ -197,6 +228,93 @@ fn storage_failure_answers_busy_and_never_reissues() {
         let metrics = get_text(&http, &server.url("/metrics"));
         assert!(metrics.contains("seqd_storage_failing{partition=\"0\"} 0"));
     }
+}
+
+/// Lease mode's resume floor: a sequence's first numbers go out while its disk fails (they
+/// are below the floor recorded at start), and the actualization that discards their
+/// reservations resumes every sequence of the partition at the floor, never below.
+#[test]
+fn numbers_under_the_resume_floor_survive_an_actualization() {
+    let backend = FaultyBackend::keeping_floor(2);
+    let server = TestServer::start(config(DurabilityMode::Lease), backend.clone());
+    let floor = {
+        use seqd::daemon::Backend;
+        backend.resume_floor().unwrap()
+    };
+    assert_eq!(
+        floor,
+        Some(1025),
+        "recorded at start: --initial 1 + --lease-floor 1024"
+    );
+    let info: String = redis::cmd("INFO")
+        .arg("leases")
+        .query(&mut server.redis())
+        .unwrap();
+    for line in [
+        "resume_floor:1025",
+        "sequences_start_at:1",
+        "lease_floor:1024",
+    ] {
+        assert!(info.contains(line), "{line} in {info}");
+    }
+    let mut con = server.redis();
+    // Partition 0 (even workspaces) cannot write at all from now on.
+    let part = backend.part(0);
+    part.limit_to(FaultOps::WRITES);
+    part.fail_forever(true, true);
+    let mut acked = HashSet::new();
+    for i in 0..30u64 {
+        let n = next(&mut con, 4, 1, 1).expect("answered under the floor although the disk fails");
+        assert_eq!(n, 1 + i);
+        acked.insert(n);
+    }
+    assert_eq!(backend.stored(0, 4, 1), 0, "nothing of it reached storage");
+    // Above the floor the lease waits for its own reservation, which cannot be written.
+    let e = next(&mut con, 4, 2, 2000).unwrap_err();
+    assert_eq!(e.code(), Some("BUSY"), "{e}");
+    // The operator actualizes: the unwritten reservations are discarded.
+    let http = reqwest::blocking::Client::new();
+    let resp = http
+        .post(server.url("/v1/partitions/0/actualize"))
+        .send()
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    part.fail_forever(false, true);
+    let mut after = 0;
+    common::eventually("serving again after the disk heals", || {
+        next(&mut con, 4, 1, 1).map(|n| after = n).is_ok()
+    });
+    assert!(
+        after >= 1025,
+        "{after} is below the floor: it may have been handed out before"
+    );
+    assert!(!acked.contains(&after));
+    assert_eq!(
+        next(&mut con, 6, 1, 1).unwrap(),
+        1025,
+        "a sequence never used resumes at the floor too"
+    );
+    assert_eq!(
+        next(&mut con, 5, 1, 1).unwrap(),
+        1,
+        "the other partition lost nothing and starts where sequences start"
+    );
+    // A graceful stop keeps the floor: sequences whose numbers the actualization discarded
+    // have nothing stored (the 2..=30 of (4, 1) before it are gone with it).
+    drop(con);
+    server.stop().unwrap();
+    let kept = {
+        use seqd::daemon::Backend;
+        backend.resume_floor().unwrap()
+    };
+    assert_eq!(kept, Some(1025));
+    let server = TestServer::start(config(DurabilityMode::Lease), backend.clone());
+    let mut con = server.redis();
+    assert_eq!(next(&mut con, 8, 1, 1).unwrap(), 1025);
+    assert_eq!(next(&mut con, 4, 1, 1).unwrap(), after + 1);
+    assert_eq!(next(&mut con, 5, 1, 1).unwrap(), 2);
+    drop(con);
+    server.stop().unwrap();
 }
 
 #[test]

@@ -123,6 +123,15 @@ pub struct Config {
     #[arg(long, env = "SEQD_MAX_LEASES", default_value_t = 100_000)]
     pub max_leases: usize,
 
+    /// Lease mode, single node: how many numbers each sequence may hand out before its own
+    /// first reservation is durable. At start seqd durably records a *resume floor* this far
+    /// above where sequences start; after a crash every sequence resumes at or above it, so
+    /// a sequence's first numbers need no fsync of their own. The price: each crash moves
+    /// the start of sequences never used before up by this much. 0 turns it off (the first
+    /// `NEXT` of a sequence waits for its reservation). At most 1048576.
+    #[arg(long, env = "SEQD_LEASE_FLOOR", default_value_t = 1024)]
+    pub lease_floor: u64,
+
     /// Bytes all connections together may hold in requests they have not received whole and
     /// in queued MULTI transactions, beyond 32 KiB each. A connection that would go over is
     /// told so and closed. At least 65536.
@@ -188,6 +197,7 @@ impl Default for Config {
             cache_capacity: 100_000,
             max_unflushed: 100_000,
             max_leases: 100_000,
+            lease_floor: 1024,
             max_pending_bytes: 256 << 20,
             request_timeout_secs: 30,
             write_timeout_secs: 30,
@@ -248,6 +258,11 @@ impl Config {
         }
         if self.max_leases == 0 {
             return bad("--max-leases must be >= 1");
+        }
+        if self.lease_floor > crate::daemon::lease::MAX_WINDOW {
+            return bad(
+                "--lease-floor must be <= 1048576 (a crash may skip that many per sequence)",
+            );
         }
         if self.request_timeout_secs == 0 || self.write_timeout_secs == 0 {
             return bad("--request-timeout and --write-timeout must be >= 1 second");

@@ -154,6 +154,10 @@ fn write_section(f: &mut Field<'_>, shared: &Shared, section: Sections, snap: &S
         f("lease_evictions", &sum(|s| s.lease_evictions));
         f("dropped_lease_ranges", &sum(|s| s.dropped_lease_ranges));
         f("max_leases", &config.max_leases);
+        let floor = shared.partitions.resume_floor();
+        f("lease_floor", &config.lease_floor);
+        f("resume_floor", &floor.cover.unwrap_or(0));
+        f("sequences_start_at", &floor.start);
     } else if section == Sections::VERSIONS {
         shared.versions.info(f);
     } else if section == Sections::CLUSTER {

@@ -50,10 +50,12 @@ use crate::types::{Number, PLogOffset, SeqId, WsId};
 
 #[cfg(test)]
 mod bound_tests;
+mod resume;
 mod table;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use resume::ResumeFloor;
 pub(crate) use table::{LeaseStats, LeaseTable, Leases, Plan, Served};
 
 /// Smallest window: what a sequence used once reserves (and a crash may skip).

@@ -45,6 +45,7 @@ pub use store::{Backend, MemoryBackend, open_backend};
 use crate::error::{Error, Result};
 use clients::Clients;
 use io::IoThreads;
+use lease::ResumeFloor;
 use metrics::Metrics;
 use partitions::Partitions;
 use pending::PendingBudget;
@@ -180,7 +181,13 @@ async fn serve_on(
     let slots = cluster.as_ref().map(|n| n.partitions);
     #[cfg(not(feature = "cluster"))]
     let slots = None;
-    let partitions = Arc::new(Partitions::start(&config, &*backend, cursors, slots)?);
+    let (b, c, in_cluster) = (Arc::clone(&backend), config.clone(), cluster.is_some());
+    let floor = tokio::task::spawn_blocking(move || ResumeFloor::open(&*b, &c, in_cluster))
+        .await
+        .map_err(|e| panicked("reading the resume floor", e))??;
+    let partitions = Arc::new(Partitions::start(
+        &config, &*backend, cursors, slots, floor,
+    )?);
     // Each connection thread holds a few descriptors of its own (epoll, its wake-up).
     let io_fds = 4 * u64::from(config.io_thread_count());
     let max = match limits::fit_connections(config.max_connections, io_fds) {
@@ -328,6 +335,8 @@ async fn serve_on(
     }
     shared.versions.close().await;
     let report = shared.partitions.stop().await;
+    let (clean, discarded) = (report.close_errors.is_empty(), report.discard_floor);
+    let floor_backend = Arc::clone(&backend);
     if shared.config.durability == DurabilityMode::Lease
         && !report.cursors.is_empty()
         && shared.cluster.is_none()
@@ -340,6 +349,12 @@ async fn serve_on(
             }
             Err(e) => tracing::warn!(error = %e, "saving lease cursors panicked"),
         }
+    }
+    if clean {
+        // Every partition's final flush stored what went out under the resume floor.
+        let (c, floor) = (shared.config.clone(), shared.partitions.resume_floor());
+        let _ =
+            tokio::task::spawn_blocking(move || floor.close(&*floor_backend, &c, discarded)).await;
     }
     for e in report.close_errors {
         tracing::warn!(error = %e, "a partition did not close cleanly");

@@ -109,6 +109,9 @@ impl Parts {
 pub(crate) struct StopReport {
     pub(crate) cursors: Vec<SeqValue>,
     pub(crate) close_error: Option<Error>,
+    /// The sequencer's discard floor: nonzero when an actualization discarded numbers
+    /// handed out under the resume floor (`lease/resume.rs`).
+    pub(crate) discard_floor: u64,
 }
 
 /// A `Flush` waiting for the commit it names to become durable.
@@ -138,6 +141,9 @@ pub(crate) struct Partition {
     pub(crate) gate: Option<Arc<Gate>>,
     /// Cluster mode: the gate to open once the current sequencer has recovered.
     pending_open: Option<Opening>,
+    /// Lease mode: the resume floor to put in force once recovery is done
+    /// (`lease/resume.rs`).
+    cover: Option<u64>,
 }
 
 /// A [`Partition`] as connections, HTTP handlers and its worker share it.
@@ -151,12 +157,14 @@ impl Partition {
         restore: Vec<SeqValue>,
         leases: LeaseTable,
         gate: Option<Arc<Gate>>,
+        cover: Option<u64>,
     ) -> Self {
         let parts = Arc::new(arc_swap::ArcSwap::new(Parts::of(&seq)));
         Partition {
             parts,
             gate,
             pending_open: None,
+            cover,
             id,
             seq,
             mode,
@@ -213,6 +221,12 @@ impl Partition {
         let stats = leases.stats();
         let restored = stats.leases + stats.parked;
         drop(leases);
+        if let Some(floor) = self.cover.take() {
+            // Promised to the sequencer first: from here on an actualization cannot hand
+            // out again what goes out under the floor.
+            self.seq.set_discard_floor(Number(floor));
+            lock(&self.leases).set_cover(floor);
+        }
         if let Some(e) = failed {
             // Those sequences resume above their stored reservation: a gap, never a reuse.
             tracing::warn!(partition = self.id.0, error = %e, "could not restore some lease cursors");

@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::config::Config;
 use super::gate::{Gate, Opening};
-use super::lease::{Key, LeaseTable, Leases};
+use super::lease::{Key, LeaseTable, Leases, ResumeFloor};
 use super::partition::{
     Batch, Core, DrainReport, KIND, Msg, Opener, Partition, Parts, Reply, Req, Worker,
 };
@@ -62,6 +62,8 @@ pub(crate) struct Partitions {
     handles: Vec<Handle>,
     /// Cluster mode: workspaces map to partitions by their Redis hash slot, not `ws % n`.
     by_slot: bool,
+    /// Where sequences start in this run, and the resume floor in force.
+    floor: ResumeFloor,
 }
 
 /// What stopping every partition left behind.
@@ -70,6 +72,9 @@ pub(crate) struct Stopped {
     pub(crate) cursors: Vec<SeqValue>,
     /// Each an [`Error::Partition`].
     pub(crate) close_errors: Vec<Error>,
+    /// The highest discard floor of the partitions' sequencers (0: no actualization
+    /// discarded numbers handed out under the resume floor).
+    pub(crate) discard_floor: u64,
 }
 
 impl Partitions {
@@ -82,6 +87,7 @@ impl Partitions {
         backend: &dyn Backend,
         cursors: Vec<SeqValue>,
         cluster: Option<u16>,
+        floor: ResumeFloor,
     ) -> Result<Partitions> {
         let n = cluster.unwrap_or_else(|| config.partition_count());
         let mut per_partition: Vec<Vec<SeqValue>> = (0..n).map(|_| Vec::new()).collect();
@@ -129,7 +135,7 @@ impl Partitions {
                 }
             };
             let (initial, cache_capacity, max_unflushed) =
-                (config.initial, config.cache_capacity, config.max_unflushed);
+                (floor.start, config.cache_capacity, config.max_unflushed);
             // A remote store's batches are written by the flusher alone (no connection thread
             // writes them), so it starts at once rather than after CALLER_WRITES.
             let options = move |flush_interval| Options {
@@ -164,6 +170,7 @@ impl Partitions {
                 restore,
                 Arc::clone(&leases),
                 gate.clone(),
+                floor.cover,
             );
             let parts = Arc::clone(&partition.parts);
             let ready = Arc::clone(&partition.ready);
@@ -197,7 +204,13 @@ impl Partitions {
         Ok(Partitions {
             handles,
             by_slot: cluster.is_some(),
+            floor,
         })
+    }
+
+    /// Where sequences start in this run, and the resume floor in force (`lease/resume.rs`).
+    pub(crate) fn resume_floor(&self) -> ResumeFloor {
+        self.floor
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -493,6 +506,7 @@ impl Partitions {
         for (p, rx) in reports {
             if let Ok(report) = rx.await {
                 stopped.cursors.extend(report.cursors);
+                stopped.discard_floor = stopped.discard_floor.max(report.discard_floor);
                 stopped
                     .close_errors
                     .extend(report.close_error.map(|e| partition_error(p, e)));

@@ -24,6 +24,20 @@ pub trait Backend: Send + Sync + 'static {
     /// Returns the saved cursors and durably forgets them.
     fn take_cursors(&self) -> std::result::Result<Vec<SeqValue>, StorageError>;
 
+    /// Lease mode's resume floor: after a crash every sequence resumes at or above it
+    /// (`design/daemon.md`, "The resume floor"). `None`: none recorded.
+    fn resume_floor(&self) -> std::result::Result<Option<u64>, StorageError> {
+        Ok(None)
+    }
+
+    /// Durably records the resume floor (`None` forgets it). A backend that keeps none
+    /// refuses, and every sequence's first numbers then wait for its own reservation.
+    fn set_resume_floor(&self, _floor: Option<u64>) -> std::result::Result<(), StorageError> {
+        Err(StorageError::permanent(
+            "this storage keeps no resume floor",
+        ))
+    }
+
     /// How many sequences have a stored number, over all partitions (`DBSIZE`). May read all
     /// of storage: called off the event loops.
     fn count_sequences(&self) -> std::result::Result<u64, StorageError>;
@@ -73,6 +87,14 @@ impl Backend for crate::storage::RocksDbStorage {
         crate::storage::RocksDbStorage::take_cursors(self)
     }
 
+    fn resume_floor(&self) -> std::result::Result<Option<u64>, StorageError> {
+        Ok(crate::storage::RocksDbStorage::resume_floor(self)?.map(|n| n.0))
+    }
+
+    fn set_resume_floor(&self, floor: Option<u64>) -> std::result::Result<(), StorageError> {
+        crate::storage::RocksDbStorage::set_resume_floor(self, floor.map(crate::types::Number))
+    }
+
     fn count_sequences(&self) -> std::result::Result<u64, StorageError> {
         crate::storage::RocksDbStorage::count_sequences(self)
     }
@@ -92,6 +114,7 @@ impl Backend for crate::storage::RocksDbStorage {
 pub struct MemoryBackend {
     partitions: Mutex<FxHashMap<PartitionId, Arc<MemoryStorage>>>,
     cursors: Mutex<Vec<SeqValue>>,
+    floor: Mutex<Option<u64>>,
     versions: Arc<MemoryStorage>,
 }
 
@@ -110,6 +133,15 @@ impl Backend for MemoryBackend {
 
     fn take_cursors(&self) -> std::result::Result<Vec<SeqValue>, StorageError> {
         Ok(std::mem::take(&mut *lock(&self.cursors)))
+    }
+
+    fn resume_floor(&self) -> std::result::Result<Option<u64>, StorageError> {
+        Ok(*lock(&self.floor))
+    }
+
+    fn set_resume_floor(&self, floor: Option<u64>) -> std::result::Result<(), StorageError> {
+        *lock(&self.floor) = floor;
+        Ok(())
     }
 
     fn count_sequences(&self) -> std::result::Result<u64, StorageError> {

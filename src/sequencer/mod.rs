@@ -2,6 +2,7 @@
 
 mod durability;
 pub(crate) mod flight;
+mod floor;
 mod lifecycle;
 mod resident;
 pub(crate) mod state;
@@ -63,6 +64,8 @@ pub struct Sequencer {
     /// Scratch for loading a workspace.
     load_buf: Vec<u64>,
     commits: u64,
+    /// What an actualization raises every sequence to (see `floor.rs`).
+    floor: floor::DiscardFloor,
     worker: Option<JoinHandle<()>>,
 }
 
@@ -102,6 +105,7 @@ impl Sequencer {
             tx_last: Vec::new(),
             load_buf: Vec::new(),
             commits: 0,
+            floor: floor::DiscardFloor::default(),
             worker: Some(worker),
         })
     }
@@ -232,6 +236,7 @@ impl Sequencer {
             drop(inner);
             self.cache.clear();
             self.generation = generation;
+            self.floor.settle(generation);
         }
         Ok(ki)
     }
@@ -287,7 +292,7 @@ impl Sequencer {
 
     #[inline]
     pub(crate) fn initial(&self, ki: usize, idx: usize) -> u64 {
-        self.kinds[ki].initials[idx].0
+        self.kinds[ki].initials[idx].0.max(self.floor.get())
     }
 
     /// Publishes the open transaction's numbers and queues them for the flusher.

@@ -104,7 +104,7 @@ impl Transaction<'_> {
         if self.seq.tx_last.len() <= idx {
             self.seq.tx_last.resize(idx + 1, 0);
         }
-        Ok((idx, initial))
+        Ok((idx, initial.max(self.seq.floor.get())))
     }
 
     /// The workspace's cache slot, loading it on first use.

@@ -180,16 +180,29 @@ pub struct FaultyBackend {
     cursors: std::sync::Mutex<Vec<SeqValue>>,
     /// The version authority's storage.
     pub versions: Arc<FaultyStorage<MemoryStorage>>,
+    /// The resume floor, when this backend keeps one (`keeping_floor`); otherwise it refuses
+    /// to, as a store without one does, and lease mode runs without it.
+    floor: Option<std::sync::Mutex<Option<u64>>>,
 }
 
 impl FaultyBackend {
     pub fn with_partitions(n: usize) -> Arc<FaultyBackend> {
+        Arc::new(Self::new(n, false))
+    }
+
+    /// Like `with_partitions`, keeping lease mode's resume floor.
+    pub fn keeping_floor(n: usize) -> Arc<FaultyBackend> {
+        Arc::new(Self::new(n, true))
+    }
+
+    fn new(n: usize, floor: bool) -> FaultyBackend {
         let faulty = || Arc::new(FaultyStorage::new(MemoryStorage::new()));
-        Arc::new(FaultyBackend {
+        FaultyBackend {
             parts: std::sync::Mutex::new((0..n).map(|_| faulty()).collect()),
             cursors: Default::default(),
             versions: faulty(),
-        })
+            floor: floor.then(Default::default),
+        }
     }
 
     pub fn part(&self, p: usize) -> Arc<FaultyStorage<MemoryStorage>> {
@@ -222,6 +235,20 @@ impl Backend for FaultyBackend {
     }
     fn describe(&self) -> String {
         "faulty memory".into()
+    }
+    fn resume_floor(&self) -> Result<Option<u64>, StorageError> {
+        Ok(self.floor.as_ref().and_then(|f| *f.lock().unwrap()))
+    }
+    fn set_resume_floor(&self, floor: Option<u64>) -> Result<(), StorageError> {
+        match &self.floor {
+            Some(f) => {
+                *f.lock().unwrap() = floor;
+                Ok(())
+            }
+            None => Err(StorageError::permanent(
+                "this test backend keeps no resume floor",
+            )),
+        }
     }
     fn version_storage(&self) -> Option<Arc<dyn SeqStorage>> {
         Some(Arc::clone(&self.versions) as Arc<dyn SeqStorage>)

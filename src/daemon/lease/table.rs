@@ -42,6 +42,9 @@ pub(crate) struct Leases {
     pending: Vec<Key>,
     /// Set when the worker stops (its cursors are being saved): connections must not take.
     closed: bool,
+    /// Numbers below this are covered by the resume floor (0: none): a reservation's part
+    /// below it may be handed out before the reservation is durable ([`Leases::set_cover`]).
+    cover: u64,
     /// `NEXT` requests and numbers the connections answered themselves.
     pub(crate) served: (u64, u64),
 }
@@ -95,8 +98,16 @@ impl Leases {
             dropped: 0,
             pending: Vec::new(),
             closed: false,
+            cover: 0,
             served: (0, 0),
         }
+    }
+
+    /// Numbers below `floor` may go out at once, durable or not: after a crash every sequence
+    /// resumes at or above it, and the partition's sequencer was promised it for an
+    /// actualization (`lease/resume.rs`). Call only once both hold.
+    pub(crate) fn set_cover(&mut self, floor: u64) {
+        self.cover = self.cover.max(floor);
     }
 
     /// A connection's `NEXT`: `count` numbers at once if they are durably reserved. While a
@@ -188,6 +199,11 @@ impl Leases {
     ) -> Option<(Number, Option<Committed>)> {
         let lease = self.map.get_mut(&key)?;
         lease.add(first, n, ticket);
+        if first < self.cover {
+            // Everything from the cursor up to the floor is covered: the cursor is at or
+            // below `first` when the range is contiguous, and equal to it when not.
+            lease.durable_end = lease.durable_end.max(self.cover);
+        }
         let taken = (lease.left >= take).then(|| lease.take(take));
         self.mark_pending(key);
         taken

@@ -253,3 +253,56 @@ fn connections_confirm_durable_reservations_themselves() {
     );
     assert_eq!(asked, 4);
 }
+
+#[test]
+fn a_reservation_below_the_resume_floor_is_served_before_it_is_durable() {
+    let now = Instant::now();
+    let mut t = Leases::new(8);
+    t.set_cover(40);
+    // A new sequence: its first reservation 1..33 lies below the floor.
+    assert_eq!(t.plan_next(k(1), 1, now, None), Plan::Reserve(33));
+    assert_eq!(
+        t.reserved(k(1), 1, 33, ticket(1), 1),
+        Some((Number(1), None))
+    );
+    let no_checkpoint = || None;
+    for want in 2..=33 {
+        assert!(
+            matches!(t.serve_next(k(1), 1, no_checkpoint), Served::Number { first, .. } if first == want),
+            "{want} is covered by the floor: no durability needed"
+        );
+    }
+    // The top-up straddles the floor: what lies above it waits for its own write.
+    assert_eq!(
+        t.reserved(k(1), 34, 64, ticket(2), 0),
+        Some((Number(34), None))
+    );
+    for want in 34..40 {
+        assert!(matches!(
+            t.serve_next(k(1), 1, no_checkpoint),
+            Served::Number { first, .. } if first == want
+        ));
+    }
+    assert_eq!(t.serve_next(k(1), 1, no_checkpoint), Served::Route);
+    assert_eq!(
+        t.plan_next(k(1), 1, now, None),
+        Plan::Taken {
+            first: Number(40),
+            dep: Some(ticket(2)),
+            top_up: None
+        }
+    );
+    // A sequence whose numbers start above the floor is not covered at all.
+    assert_eq!(t.plan_next(k(2), 1, now, None), Plan::Reserve(33));
+    assert_eq!(
+        t.reserved(k(2), 500, 33, ticket(3), 1),
+        Some((Number(500), Some(ticket(3))))
+    );
+    // Floors only go up.
+    t.set_cover(10);
+    assert_eq!(t.plan_next(k(3), 1, now, None), Plan::Reserve(33));
+    assert_eq!(
+        t.reserved(k(3), 20, 33, ticket(4), 1),
+        Some((Number(20), None))
+    );
+}

@@ -178,5 +178,6 @@ fn stop(core: &Core) -> StopReport {
     StopReport {
         cursors,
         close_error,
+        discard_floor: lock(core).seq.discard_floor().0,
     }
 }

@@ -1,10 +1,16 @@
+//! The daemon's lease-mode records.
+//!
 //! Saved cursors: the exact next number of sequences whose reserved window was not used up,
-//! written at a graceful shutdown of the daemon's lease mode and consumed at the next start.
-//! Format: column family `cursors`, key ws (8) ++ seq (2), value next number (8).
+//! written at a graceful shutdown and consumed at the next start. Format: column family
+//! `cursors`, key ws (8) ++ seq (2), value next number (8).
+//!
+//! The resume floor: after a crash every sequence resumes at or above it (`design/daemon.md`,
+//! "The resume floor"). Format: column family `checkpoint`, key `lease-floor` (11 bytes,
+//! apart from the partitions' 2-byte checkpoint keys), value the floor (8).
 
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions};
 
-use super::{CF_CURSORS, RocksDbStorage, cf, map_error};
+use super::{CF_CHECKPOINT, CF_CURSORS, RocksDbStorage, cf, map_error};
 use crate::storage::codec;
 use crate::storage::{SeqValue, StorageError};
 use crate::types::Number;
@@ -46,6 +52,35 @@ impl RocksDbStorage {
             self.check_write(db, result)?;
         }
         Ok(out)
+    }
+}
+
+/// The resume floor's key in the `checkpoint` column family.
+const FLOOR_KEY: &[u8] = b"lease-floor";
+
+impl RocksDbStorage {
+    /// The resume floor recorded by [`set_resume_floor`](Self::set_resume_floor), if any.
+    pub fn resume_floor(&self) -> Result<Option<Number>, StorageError> {
+        let db = self.db()?;
+        let checkpoint = cf(&db, CF_CHECKPOINT)?;
+        match db.get_pinned_cf(checkpoint, FLOOR_KEY) {
+            Ok(Some(v)) => Ok(Some(Number(codec::decode_u64("resume floor", &v)?))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(map_error(e)),
+        }
+    }
+
+    /// Durably records the resume floor (fsynced before it returns); `None` forgets it.
+    pub fn set_resume_floor(&self, floor: Option<Number>) -> Result<(), StorageError> {
+        let db = self.db()?;
+        let checkpoint = cf(&db, CF_CHECKPOINT)?;
+        let mut batch = WriteBatch::default();
+        match floor {
+            Some(n) => batch.put_cf(checkpoint, FLOOR_KEY, codec::u64_value(n.0)),
+            None => batch.delete_cf(checkpoint, FLOOR_KEY),
+        }
+        let result = db.write_opt(batch, &synced());
+        self.check_write(db, result)
     }
 }
 
