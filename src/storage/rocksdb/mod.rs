@@ -264,6 +264,13 @@ fn open_db(path: &Path, options: &RocksDbOptions) -> Result<DB, StorageError> {
         if let Some(len) = prefix {
             o.set_prefix_extractor(SliceTransform::create_fixed_prefix(len));
         }
+        if name == CF_NUMBERS {
+            // A bloom filter over each memtable's keys: the read of a sequence never stored
+            // (every new key's first use) answers "absent" without searching the skip list,
+            // which was 8 % of the connection thread with 100,000 fresh keys.
+            o.set_memtable_prefix_bloom_ratio(0.05);
+            o.set_memtable_whole_key_filtering(true);
+        }
         ColumnFamilyDescriptor::new(name, o)
     };
     let cfs = vec![
