@@ -54,6 +54,12 @@ impl Conn {
             Vec::new()
         };
         let keys = if count {
+            if self.shared.config.durability == crate::daemon::DurabilityMode::Lease {
+                // A sequence's first numbers may go out before its reservation is written
+                // (the resume floor): wait for what was handed out so far, so a `NEXT`
+                // answered before `DBSIZE` is counted. A failing partition counts as is.
+                let _ = self.shared.partitions.flush().await;
+            }
             let backend = Arc::clone(&self.shared.backend);
             match tokio::task::spawn_blocking(move || backend.count_sequences()).await {
                 Ok(Ok(n)) => Ok(n),
