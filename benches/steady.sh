@@ -12,8 +12,10 @@
 #      keys (NEXT __rand_int__ 0, after a pass over them) at -P 16 and -P 1;
 #   2. MINUTES of mixed load: rounds of 1,000,000 random keys of ever new sequences at -P 16
 #      (the data grows), the 100,000 warm keys at -P 1, and one key at -P 16;
-#   3. the same cells again (the "never used" ones on new sequences), and the ratio of each
-#      to its fresh figure, with the data directory's WAL and table files before and after.
+#   3. the same cells again (the "never used" ones on new sequences; the warm keys after a
+#      pass over them again), and the ratio of each to its fresh figure, with the data
+#      directory's WAL and table files and the CPU each kind of the server's threads used
+#      during the cells (RocksDB's compaction threads are `rocksdb:low`).
 # Environment: MINUTES (10), N (requests per cell: 300000 at -P 16, a quarter at -P 1).
 set -euo pipefail
 
@@ -43,9 +45,24 @@ cells() { # first-fresh-sequence
   rb warm-keys-P1 1 -r 100000 NEXT __rand_int__ 0
 }
 
-redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -n 300000 -P 16 -r 100000 -q NEXT __rand_int__ 0 >/dev/null
+warm() { # a pass over the 100,000 warm keys; then the disk's own write-back, settled
+  redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -n 300000 -P 16 -r 100000 -q NEXT __rand_int__ 0 >/dev/null
+  sync
+  sleep 3
+}
+ticks() { # CPU ticks of the server's threads by name, summed: "name ticks" lines
+  for t in /proc/"$seqd_pid"/task/*; do echo "$(cat "$t/comm") $(awk '{print $14 + $15}' "$t/stat")"; done |
+    awk '{sub(/-[0-9]+$/, "", $1); sub(/:.*/, "", $1); s[$1] += $2} END {for (k in s) print k, s[k]}' | sort
+}
+cpu() { # what each kind of thread used over the cells: ticks (1/100 s)
+  join "$1" "$2" | awk '{d = $3 - $2; if (d > 0) printf "%s %d  ", $1, d} END {print ""}'
+}
+warm
 echo "fresh server: $(files)"
+ticks >"$work/t0"
 cells 1 | tee "$work/before"
+ticks >"$work/t1"
+echo "CPU ticks during the cells: $(cpu "$work/t0" "$work/t1")"
 
 deadline=$((SECONDS + 60 * minutes))
 round=0
@@ -57,7 +74,12 @@ while ((SECONDS < deadline)); do
   redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -n 300000 -P 16 -q GETSEQ >/dev/null
 done
 echo "after $minutes minutes of mixed load ($round rounds): $(files)"
+warm
+ticks >"$work/t2"
 cells 3 | tee "$work/after"
+ticks >"$work/t3"
+echo "CPU ticks during the cells: $(cpu "$work/t2" "$work/t3")"
+echo "at the end: $(files)"
 
 echo "cell: steady/fresh rps, p99 (ms) fresh -> steady ($mode)"
 paste -d' ' "$work/before" "$work/after" |
