@@ -57,8 +57,10 @@ impl Conn {
             if self.shared.config.durability == crate::daemon::DurabilityMode::Lease {
                 // A sequence's first numbers may go out before its reservation is written
                 // (the resume floor): wait for what was handed out so far, so a `NEXT`
-                // answered before `DBSIZE` is counted. A failing partition counts as is.
-                let _ = self.shared.partitions.flush().await;
+                // answered before `DBSIZE` is counted. A failing or slow partition (at most
+                // 5 s) counts as it is.
+                let flushed = self.shared.partitions.flush();
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), flushed).await;
             }
             let backend = Arc::clone(&self.shared.backend);
             match tokio::task::spawn_blocking(move || backend.count_sequences()).await {
