@@ -2,9 +2,9 @@
 //! go out before its own reservation is durable.
 //!
 //! A lease hands out numbers below its durable reservation. A sequence used for the first
-//! time has none, and its first `NEXT` used to wait for the fsync of its first reservation:
-//! with many new keys that wait (a flush cycle, about a millisecond) bounded every client.
-//! Instead, at start seqd durably records one number for the whole store, the *resume
+//! time has none, and without a floor its first `NEXT` waits for the fsync of its first
+//! reservation: with many new keys that wait (a flush cycle, about a millisecond) bounds
+//! every client. So at start seqd durably records one number for the whole store, the *resume
 //! floor* `F = S + --lease-floor`, where `S` is where sequences start in this run (`--initial`,
 //! or the floor the last run left, whichever is higher). The promise: after a crash, every
 //! sequence resumes at `F` or above (the next start's `S` is `F`; a stored number above it
