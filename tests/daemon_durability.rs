@@ -10,12 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::daemon::{FaultyBackend, TestServer, config, metric, next};
-use seqd::daemon::{DurabilityMode, MemoryBackend};
+use seqd::daemon::{Backend, DurabilityMode, MemoryBackend};
 use seqd::storage::{FaultOps, SeqStorage};
 use seqd::{PartitionId, SeqId, WsId};
 
 fn stored(backend: &MemoryBackend, ws: u64, seq: u16) -> u64 {
-    use seqd::daemon::Backend;
     let p = PartitionId((ws % 2) as u16);
     backend
         .partition(p)
@@ -44,10 +43,7 @@ fn an_acknowledged_number_is_already_durable() {
             let last = first + count - 1;
             // Lease mode may also answer below the resume floor, recorded before it served:
             // after a crash every sequence resumes at or above it.
-            let floor = {
-                use seqd::daemon::Backend;
-                backend.resume_floor().unwrap().unwrap_or(0)
-            };
+            let floor = backend.resume_floor().unwrap().unwrap_or(0);
             assert!(
                 stored(&backend, ws, seq) >= last
                     || (mode == DurabilityMode::Lease && last < floor),
@@ -55,16 +51,10 @@ fn an_acknowledged_number_is_already_durable() {
             );
         }
         let want = (mode == DurabilityMode::Lease && lease_floor > 0).then_some(1 + lease_floor);
-        let recorded = {
-            use seqd::daemon::Backend;
-            backend.resume_floor().unwrap()
-        };
+        let recorded = backend.resume_floor().unwrap();
         assert_eq!(recorded, want, "{mode:?} --lease-floor {lease_floor}");
         server.stop().unwrap();
-        let recorded = {
-            use seqd::daemon::Backend;
-            backend.resume_floor().unwrap()
-        };
+        let recorded = backend.resume_floor().unwrap();
         assert_eq!(
             recorded, None,
             "a graceful stop of a first run forgets the floor"
@@ -237,10 +227,7 @@ fn storage_failure_answers_busy_and_never_reissues() {
 fn numbers_under_the_resume_floor_survive_an_actualization() {
     let backend = FaultyBackend::keeping_floor(2);
     let server = TestServer::start(config(DurabilityMode::Lease), backend.clone());
-    let floor = {
-        use seqd::daemon::Backend;
-        backend.resume_floor().unwrap()
-    };
+    let floor = backend.resume_floor().unwrap();
     assert_eq!(
         floor,
         Some(1025),
@@ -303,10 +290,7 @@ fn numbers_under_the_resume_floor_survive_an_actualization() {
     // have nothing stored (the 2..=30 of (4, 1) before it are gone with it).
     drop(con);
     server.stop().unwrap();
-    let kept = {
-        use seqd::daemon::Backend;
-        backend.resume_floor().unwrap()
-    };
+    let kept = backend.resume_floor().unwrap();
     assert_eq!(kept, Some(1025));
     let server = TestServer::start(config(DurabilityMode::Lease), backend.clone());
     let mut con = server.redis();
