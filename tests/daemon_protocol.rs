@@ -131,20 +131,68 @@ fn bad_arguments_get_clear_errors_and_the_connection_stays_usable() {
 
 #[test]
 fn pipelined_replies_come_in_request_order() {
-    let (server, _b) = TestServer::memory(DurabilityMode::Sync);
-    let mut con = server.redis();
-    let mut pipe = redis::pipe();
-    for i in 0..2000u64 {
-        pipe.cmd("NEXT").arg(i % 5).arg(i % 3).arg(1 + i % 4);
+    for mode in [DurabilityMode::Sync, DurabilityMode::Lease] {
+        let (server, _b) = TestServer::memory(mode);
+        let mut con = server.redis();
+        let mut pipe = redis::pipe();
+        for i in 0..2000u64 {
+            pipe.cmd("NEXT").arg(i % 5).arg(i % 3).arg(1 + i % 4);
+        }
+        let got: Vec<u64> = pipe.query(&mut con).unwrap();
+        let mut last: HashMap<(u64, u64), u64> = HashMap::new();
+        for (i, n) in got.iter().enumerate() {
+            let i = i as u64;
+            let key = (i % 5, i % 3);
+            let expected = last.get(&key).copied().unwrap_or(1);
+            assert_eq!(*n, expected, "{mode:?}: request {i}");
+            last.insert(key, n + 1 + i % 4);
+        }
     }
-    let got: Vec<u64> = pipe.query(&mut con).unwrap();
-    let mut last: HashMap<(u64, u64), u64> = HashMap::new();
-    for (i, n) in got.iter().enumerate() {
-        let i = i as u64;
-        let key = (i % 5, i % 3);
-        let expected = last.get(&key).copied().unwrap_or(1);
-        assert_eq!(*n, expected, "request {i}");
-        last.insert(key, n + 1 + i % 4);
+}
+
+/// In lease mode a connection answers a `NEXT` from its lease one request late (its lease
+/// is prefetched meanwhile): replies of other commands in between keep their places.
+#[test]
+fn lease_answers_keep_their_place_among_other_replies() {
+    let (server, _b) = TestServer::memory(DurabilityMode::Lease);
+    let mut con = server.redis();
+    let mut last: HashMap<String, i64> = HashMap::new();
+    // Rounds, so that later ones find the leases the first made durable.
+    for round in 0..5u64 {
+        let mut pipe = redis::pipe();
+        let mut expected = Vec::new();
+        for i in 0..600u64 {
+            let n = round * 600 + i;
+            match n % 7 {
+                0 => {
+                    pipe.cmd("ECHO").arg(format!("e{n}"));
+                    expected.push(format!("e{n}"));
+                }
+                1 => {
+                    pipe.cmd("PING");
+                    expected.push("PONG".into());
+                }
+                _ => {
+                    pipe.cmd("NEXT").arg(n % 11).arg(0);
+                    expected.push(format!("next {}", n % 11));
+                }
+            }
+        }
+        let got: Vec<redis::Value> = pipe.query(&mut con).unwrap();
+        assert_eq!(got.len(), expected.len());
+        for (i, (g, want)) in got.iter().zip(&expected).enumerate() {
+            match g {
+                redis::Value::Int(v) => {
+                    assert!(want.starts_with("next"), "round {round} request {i}: {g:?}");
+                    let before = last.insert(want.clone(), *v);
+                    assert_eq!(*v, before.unwrap_or(0) + 1, "round {round} request {i}");
+                }
+                other => {
+                    let text: String = redis::from_redis_value(other.clone()).unwrap();
+                    assert_eq!(&text, want, "round {round} request {i}");
+                }
+            }
+        }
     }
 }
 

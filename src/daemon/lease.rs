@@ -43,6 +43,7 @@
 //! the lock: reservations are made between two short critical sections.
 
 use std::collections::VecDeque;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::sequencer::Committed;
@@ -50,6 +51,7 @@ use crate::types::{Number, PLogOffset, SeqId, WsId};
 
 #[cfg(test)]
 mod bound_tests;
+mod map;
 mod resume;
 mod table;
 #[cfg(test)]
@@ -69,7 +71,8 @@ pub const SHRINK_ABOVE: Duration = Duration::from_secs(10);
 
 pub(crate) type Key = (WsId, SeqId);
 
-/// One sequence's lease.
+/// One sequence's lease: 48 bytes, so that with its key it fills one cache line of the
+/// table ([`map::LeaseMap`]).
 #[derive(Debug)]
 pub(crate) struct Lease {
     /// The next number to hand out (meaningless when `left` is 0).
@@ -80,9 +83,10 @@ pub(crate) struct Lease {
     window: u64,
     /// Numbers below this are durably reserved: a connection may hand them out at once.
     durable_end: u64,
-    last_reserve: Instant,
+    /// When the window was last adapted, in [`millis`].
+    last_reserve: u32,
     /// Reservations not yet known to be durable, oldest first: (last number, ticket).
-    unconfirmed: VecDeque<(u64, Committed)>,
+    unconfirmed: Unconfirmed,
     /// A connection asked the worker for a top-up; not asked again until it arrives.
     prefetching: bool,
     /// Listed in [`Leases::pending`].
@@ -98,8 +102,8 @@ impl Lease {
             left: 0,
             window: MIN_WINDOW,
             durable_end: 0,
-            last_reserve: now,
-            unconfirmed: VecDeque::new(),
+            last_reserve: millis(now),
+            unconfirmed: Unconfirmed::default(),
             prefetching: false,
             listed: false,
             referenced: true,
@@ -159,7 +163,11 @@ impl Lease {
     /// Adapts the window to how fast the last one went (see the module docs); never leaves
     /// it below `left`.
     fn next_window(&mut self, now: Instant) -> u64 {
-        let lasted = now.saturating_duration_since(self.last_reserve);
+        let now = millis(now);
+        // Wrapping: right for any two times less than 49 days apart; a lease idle longer may
+        // be taken for a busy one, which only grows its next window (still at most
+        // MAX_WINDOW).
+        let lasted = Duration::from_millis(u64::from(now.wrapping_sub(self.last_reserve)));
         let halved = (self.window / 2).max(MIN_WINDOW);
         if lasted < GROW_BELOW {
             self.window = self.window.saturating_mul(2).min(MAX_WINDOW);
@@ -197,5 +205,57 @@ impl Lease {
         self.prefetching = false;
         self.unconfirmed
             .push_back((first.saturating_add(n.saturating_sub(1)), ticket));
+    }
+}
+
+/// Milliseconds since the first call in this process, wrapping every 49 days: a lease keeps
+/// its last reservation's time in 4 bytes.
+fn millis(t: Instant) -> u32 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    // Truncation is the wrap-around.
+    t.saturating_duration_since(epoch).as_millis() as u32
+}
+
+/// A lease's reservations not yet known to be durable: none most of the time, so the queue
+/// lives out of line and an empty one costs a null pointer.
+#[derive(Debug, Default)]
+// The box keeps the lease at 48 bytes (a bare `VecDeque` is 32).
+#[allow(clippy::box_collection)]
+struct Unconfirmed(Option<Box<VecDeque<(u64, Committed)>>>);
+
+impl Unconfirmed {
+    fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    fn front(&self) -> Option<&(u64, Committed)> {
+        self.0.as_ref()?.front()
+    }
+
+    fn back(&self) -> Option<&(u64, Committed)> {
+        self.0.as_ref()?.back()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(u64, Committed)> + '_ {
+        self.0.iter().flat_map(|q| q.iter())
+    }
+
+    fn push_back(&mut self, item: (u64, Committed)) {
+        self.0.get_or_insert_default().push_back(item);
+    }
+
+    /// Removes the oldest; the queue's memory goes with its last entry.
+    fn pop_front(&mut self) {
+        if let Some(q) = &mut self.0 {
+            q.pop_front();
+            if q.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.0 = None;
     }
 }

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 
+use super::map::LeaseMap;
 use super::{Key, Lease, MAX_WINDOW, MIN_WINDOW};
 use crate::sequencer::Committed;
 use crate::types::{Number, PLogOffset};
@@ -29,7 +30,7 @@ struct Parked {
 /// parked; beyond `capacity` parked ranges, the oldest is given up (a gap, never a reuse).
 #[derive(Debug)]
 pub(crate) struct Leases {
-    map: FxHashMap<Key, Lease>,
+    map: LeaseMap,
     order: VecDeque<Key>,
     capacity: usize,
     parked: FxHashMap<Key, Parked>,
@@ -88,7 +89,7 @@ pub(crate) struct LeaseStats {
 impl Leases {
     pub(crate) fn new(capacity: usize) -> Self {
         Leases {
-            map: FxHashMap::default(),
+            map: LeaseMap::new(),
             order: VecDeque::new(),
             capacity: capacity.max(1),
             parked: FxHashMap::default(),
@@ -140,6 +141,11 @@ impl Leases {
         self.served.0 += 1;
         self.served.1 += count;
         Served::Number { first, prefetch }
+    }
+
+    /// Asks the CPU to fetch where the lease of `key` would be, ahead of [`Leases::serve_next`].
+    pub(crate) fn prefetch(&self, key: Key) {
+        self.map.prefetch(key);
     }
 
     /// A connection's `PEEK`: the cursor of the lease (or parked range) holding reserved
@@ -269,7 +275,7 @@ impl Leases {
             self.map.insert(key, lease);
             self.mark_pending(key);
         }
-        let lease = self.map.entry(key).or_insert_with(|| Lease::new(now));
+        let lease = self.map.get_or_insert_with(key, || Lease::new(now));
         lease.referenced = true;
         lease
     }

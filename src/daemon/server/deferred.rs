@@ -14,7 +14,7 @@ impl Conn {
     /// A reply answered after the batches.
     pub(super) fn defer(&mut self, deferred: Deferred) {
         self.deferred = true;
-        self.slots.push(Slot::Deferred(deferred));
+        self.push_slot(Slot::Deferred(deferred));
     }
 
     /// Answers the `INFO` and `DBSIZE` of this read: after the batches, with the partitions'

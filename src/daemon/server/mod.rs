@@ -108,6 +108,10 @@ struct Conn {
     /// seqd-peer`): a request for a partition not served here is refused with `-TRYAGAIN`,
     /// never forwarded again.
     pub(super) peer: bool,
+    /// Lease mode: a request whose lease lookup waits until the next request is parsed (or
+    /// the read ends), so that the lease's cache line, prefetched when it was routed,
+    /// arrives meanwhile; answered before any later request takes a slot.
+    lease_lookup: Option<(usize, Req)>,
 }
 
 /// Serves one client until it quits, breaks the protocol, times out, or the server stops.
@@ -147,6 +151,7 @@ pub(crate) async fn serve_connection(
         version_replies: Vec::new(),
         redirected: Vec::new(),
         peer: false,
+        lease_lookup: None,
     };
     let request_timeout = conn.shared.config.request_timeout();
     let write_timeout = conn.shared.config.write_timeout();
@@ -286,6 +291,7 @@ impl Conn {
             }
         }
         self.args = args;
+        self.settle_lease_lookup();
         if !self.slots.is_empty() {
             self.dispatch().await;
             self.resolve_deferred().await;
@@ -351,6 +357,12 @@ impl Conn {
             Req::Peek { .. } => self.counts.peek += 1,
         }
         let p = self.shared.partitions.of(req.ws());
+        let leases = self.shared.partitions.leases(p);
+        let leased = leases.is_some();
+        if let (Some(table), Req::Next { ws, seq, .. }) = (leases, req) {
+            lock(table).prefetch((WsId(ws), SeqId(seq)));
+        }
+        self.settle_lease_lookup();
         #[cfg(feature = "cluster")]
         if redirectable && let Some(redirect) = self.redirect(p, req.ws()) {
             return self.local_error(&redirect);
@@ -369,6 +381,19 @@ impl Conn {
                 return self.forward(p, req);
             }
         }
+        if leased && self.batches[p].reqs.is_empty() {
+            self.lease_lookup = Some((p, req));
+            return;
+        }
+        self.join_batch(p, req);
+    }
+
+    /// Answers the request [`Conn::route`] left for its lease lookup, if any: from the lease,
+    /// or through the partition's batch. Called before anything else takes a slot.
+    fn settle_lease_lookup(&mut self) {
+        let Some((p, req)) = self.lease_lookup.take() else {
+            return;
+        };
         // Once a request of this read joined the partition's batch, its later ones follow
         // it there, so a connection sees a sequence's numbers in request order.
         if self.batches[p].reqs.is_empty()
@@ -376,15 +401,27 @@ impl Conn {
         {
             return self.local(|o| protocol::write_uint(o, n));
         }
+        self.join_batch(p, req);
+    }
+
+    /// Queues `req` in partition `p`'s batch of this read.
+    fn join_batch(&mut self, p: usize, req: Req) {
+        self.settle_lease_lookup();
         let index = self.batches[p].reqs.len();
         self.batches[p].reqs.push(req);
         self.slots.push(Slot::Routed { p, index });
     }
 
+    /// Every reply's place in order: a request waiting for its lease lookup goes first.
+    fn push_slot(&mut self, slot: Slot) {
+        self.settle_lease_lookup();
+        self.slots.push(slot);
+    }
+
     /// `VERSION ...`: answered with this read's other version requests, in order.
     fn version(&mut self, req: VersionReq) {
         self.counts.other += 1;
-        self.slots.push(Slot::Version(self.versions.len()));
+        self.push_slot(Slot::Version(self.versions.len()));
         self.versions.push(req);
     }
 
@@ -397,7 +434,7 @@ impl Conn {
         }
         let index = self.forwards[p].len();
         self.forwards[p].push(req);
-        self.slots.push(Slot::Forwarded { p, index });
+        self.push_slot(Slot::Forwarded { p, index });
     }
 
     /// Lease mode: answers from the partition's durable leases, without the worker.
@@ -424,6 +461,7 @@ impl Conn {
 
     /// A reply encoded now, into `self.local`.
     fn local(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
+        self.settle_lease_lookup();
         let start = self.local.len();
         encode(&mut self.local);
         self.slots.push(Slot::Local(start..self.local.len()));
