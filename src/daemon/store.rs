@@ -63,7 +63,13 @@ pub fn open_backend(config: &Config) -> Result<Arc<dyn Backend>> {
                 context: format!("cannot create data directory {}", config.data_dir.display()),
                 source: e,
             })?;
-            let db = crate::storage::RocksDbStorage::open(&config.data_dir)?;
+            let options = crate::storage::RocksDbOptions {
+                // Sync mode writes every number it hands out, so a busy sequence is written
+                // by every group commit; lease mode writes a sequence once per window.
+                inplace_updates: config.durability == super::DurabilityMode::Sync,
+                ..Default::default()
+            };
+            let db = crate::storage::RocksDbStorage::open_with(&config.data_dir, options)?;
             Ok(Arc::new(db))
         }
         #[cfg(not(feature = "rocksdb"))]

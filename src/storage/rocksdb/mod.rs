@@ -63,6 +63,15 @@ pub struct RocksDbOptions {
     pub write_buffer_bytes: usize,
     /// Total write-ahead log size that forces memtable flushes. Default: 256 MiB.
     pub max_total_wal_bytes: u64,
+    /// Overwrite a sequence's value in the memtable when it is there already, instead of
+    /// adding a version. Default: false. Pays off when the same sequences are written again
+    /// and again between memtable flushes — a daemon in sync mode writes a busy sequence
+    /// with every group commit: the memtable then holds each sequence once, fills with
+    /// distinct sequences rather than versions, and its flushes and compactions shrink
+    /// (`BENCHMARKS.md`). Costs a second skip-list search for every sequence not in the
+    /// memtable yet, and the search no longer starts where the previous key of a sorted
+    /// batch went in: W4's new workspaces fell from 1.3 to 0.95 M keys/s with it.
+    pub inplace_updates: bool,
 }
 
 impl Default for RocksDbOptions {
@@ -73,6 +82,7 @@ impl Default for RocksDbOptions {
             compression: true,
             write_buffer_bytes: 4 << 20,
             max_total_wal_bytes: 256 << 20,
+            inplace_updates: false,
         }
     }
 }
@@ -231,9 +241,11 @@ fn open_db(path: &Path, options: &RocksDbOptions) -> Result<DB, StorageError> {
     db_opts.set_keep_log_file_num(4);
     db_opts.set_max_background_jobs(2);
     db_opts.set_bytes_per_sync(1 << 20);
-    // In-place memtable updates (the numbers family, below) need it; RocksDB's write group
-    // leader then inserts the group's batches one after the other.
-    db_opts.set_allow_concurrent_memtable_write(false);
+    if options.inplace_updates {
+        // In-place memtable updates (the numbers family, below) need it; RocksDB's write
+        // group leader then inserts the group's batches one after the other.
+        db_opts.set_allow_concurrent_memtable_write(false);
+    }
 
     let existing = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).ok();
     if let Some(cfs) = &existing
@@ -273,14 +285,10 @@ fn open_db(path: &Path, options: &RocksDbOptions) -> Result<DB, StorageError> {
             // which was 8 % of the connection thread with 100,000 fresh keys.
             o.set_memtable_prefix_bloom_ratio(0.05);
             o.set_memtable_whole_key_filtering(true);
-            // A write of a sequence already in the memtable overwrites its value there (the
-            // values are fixed 8 bytes, written with `put` only) instead of adding a version:
-            // the memtable holds each sequence once, fills with distinct sequences rather
-            // than versions, and its flushes write and compact that much less (a hot
-            // sequence written by every group commit costs one entry, not thousands).
-            // Needs memtable writes by one thread at a time (below); nothing here reads a
-            // snapshot, which in-place updates would not keep consistent.
-            o.set_inplace_update_support(true);
+            // `RocksDbOptions::inplace_updates`. Values are fixed 8 bytes written with `put`
+            // only, so every overwrite fits; nothing here reads a snapshot, which in-place
+            // updates would not keep consistent.
+            o.set_inplace_update_support(options.inplace_updates);
         }
         ColumnFamilyDescriptor::new(name, o)
     };
