@@ -123,6 +123,21 @@ impl WsCache {
         }
     }
 
+    /// Asks the CPU for the index cell `ws` would be found in (a lookup's first miss).
+    #[inline]
+    pub(crate) fn prefetch_index(&self, ws: WsId) {
+        self.index.prefetch(ws);
+    }
+
+    /// Asks the CPU for the entry of `ws`, if resident (a lookup's second miss). Reads the
+    /// index cell: call it once [`prefetch_index`](Self::prefetch_index) had time to land.
+    #[inline]
+    pub(crate) fn prefetch_entry(&self, ws: WsId) {
+        if let Some(slot) = self.index.get(ws) {
+            prefetch(&self.slots[slot as usize]);
+        }
+    }
+
     /// Whether the last [`lookup`](Self::lookup) missed: the next one probably will too (a
     /// working set larger than the cache), so the caller may start fetching what a miss needs.
     #[inline]
@@ -317,6 +332,24 @@ mod tests {
         let s = c.get(WsId(4), K).unwrap();
         assert_eq!(c.slot(s).last.as_slice(), [4]);
         assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn prefetching_changes_nothing() {
+        let mut c = WsCache::new(3);
+        for ws in 1..=3 {
+            c.insert(WsId(ws), K, &[ws]);
+        }
+        let before = (c.order(), c.counters.hits, c.counters.misses, c.missing());
+        for ws in 0..=5 {
+            c.prefetch_index(WsId(ws));
+            c.prefetch_entry(WsId(ws));
+        }
+        assert_eq!(
+            (c.order(), c.counters.hits, c.counters.misses, c.missing()),
+            before,
+            "no hit, miss or move to the front"
+        );
     }
 
     #[test]

@@ -311,6 +311,15 @@ impl Partition {
         let restoring = self.restore.is_some();
         let serving = self.serving();
         for i in 0..batch.reqs.len() {
+            if serving && !restoring {
+                // The workspace lookups' memory misses, taken while the requests before run.
+                if let Some(r) = batch.reqs.get(i + 2) {
+                    self.seq.prefetch_index(WsId(r.ws()));
+                }
+                if let Some(r) = batch.reqs.get(i + 1) {
+                    self.seq.prefetch_entry(WsId(r.ws()));
+                }
+            }
             let (reply, dep) = if !serving {
                 (Reply::Busy(moved(self.id)), None)
             } else if restoring {
