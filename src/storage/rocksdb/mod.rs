@@ -424,6 +424,55 @@ mod tests {
         assert!(err.message().contains("no format version"), "{err}");
     }
 
+    /// With in-place memtable updates, every write of a sequence still reads back as its
+    /// latest number, also after a reopen replays the write-ahead log and after a flush to
+    /// a table file, and each sequence counts once.
+    #[test]
+    fn in_place_updates_keep_the_latest_number() {
+        let dir = tmp();
+        let options = RocksDbOptions {
+            inplace_updates: true,
+            ..RocksDbOptions::default()
+        };
+        let value = |ws, number| crate::storage::SeqValue {
+            ws: WsId(ws),
+            seq: SeqId(0),
+            number: crate::types::Number(number),
+        };
+        let read = |s: &RocksDbStorage, ws| {
+            let p = s.partition(PartitionId(0));
+            p.read_numbers(WsId(ws), &[SeqId(0)]).unwrap()[0].0
+        };
+        {
+            let s = RocksDbStorage::open_with(dir.path(), options.clone()).unwrap();
+            let p = s.partition(PartitionId(0));
+            for round in 1..=50u64 {
+                let batch: Vec<_> = (1..=20).map(|ws| value(ws, round * 100 + ws)).collect();
+                p.write_values_and_offset(&batch, PLogOffset(round + 1))
+                    .unwrap();
+            }
+            assert_eq!(read(&s, 7), 5007);
+            assert_eq!(s.count_sequences().unwrap(), 20);
+        }
+        let s = RocksDbStorage::open_with(dir.path(), options.clone()).unwrap();
+        assert_eq!(read(&s, 7), 5007, "after the WAL's replay");
+        assert_eq!(
+            s.partition(PartitionId(0)).read_next_offset().unwrap(),
+            PLogOffset(51)
+        );
+        let db = s.db().unwrap();
+        db.flush_cf(cf(&db, CF_NUMBERS).unwrap()).unwrap();
+        let p = s.partition(PartitionId(0));
+        p.write_values_and_offset(&[value(7, 9000)], PLogOffset(52))
+            .unwrap();
+        assert_eq!(
+            (read(&s, 7), read(&s, 8)),
+            (9000, 5008),
+            "memtable over table"
+        );
+        assert_eq!(s.count_sequences().unwrap(), 20);
+    }
+
     #[test]
     fn corrupt_values_are_permanent_errors() {
         let dir = tmp();
