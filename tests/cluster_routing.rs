@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, next};
@@ -153,7 +153,9 @@ fn redis_rs(addr: &str, seq: u16) -> BTreeMap<u64, u64> {
 
 /// Pipelines of `NEXT ws 4` over all workspaces through `addr` until `stop`: every number,
 /// per workspace, in the order received.
-fn load(addr: String, stop: Arc<AtomicBool>) -> BTreeMap<u64, Vec<u64>> {
+/// Pipelines `NEXT` for every workspace through `addr` until `stop`, reconnecting after an
+/// error; counts each pipeline answered in full in `answered`.
+fn load(addr: String, stop: Arc<AtomicBool>, answered: Arc<AtomicU64>) -> BTreeMap<u64, Vec<u64>> {
     let mut got: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
@@ -177,9 +179,23 @@ fn load(addr: String, stop: Arc<AtomicBool>) -> BTreeMap<u64, Vec<u64>> {
                     got.entry(ws).or_default().push(n as u64);
                 }
             }
+            answered.fetch_add(1, Ordering::Relaxed);
         }
     }
     got
+}
+
+/// Waits (at most 30 s) until the load has answered `count` pipelines in all.
+fn wait_answered(answered: &AtomicU64, count: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answered.load(Ordering::Relaxed) < count {
+        assert!(
+            Instant::now() < deadline,
+            "the load was answered {} times in 30 s, not {count}",
+            answered.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]
@@ -350,17 +366,21 @@ fn roles_and_routing_with_real_cluster_clients() {
     assert!(spread >= 2, "{summary}");
 
     // A failover under load through the gateway-only node: kill -9 a redirect node.
+    // The kill comes once the load has been answered, and the load stops once it has been
+    // answered again after the failover: fixed sleeps were too short on a slow disk.
     let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
     let loaders: Vec<_> = (0..2)
         .map(|_| {
-            let (addr, stop) = (c.node(g).addr.clone(), Arc::clone(&stop));
-            std::thread::spawn(move || load(addr, stop))
+            let addr = c.node(g).addr.clone();
+            let (stop, answered) = (Arc::clone(&stop), Arc::clone(&answered));
+            std::thread::spawn(move || load(addr, stop, answered))
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_answered(&answered, 4);
     c.kill(n1);
     wait_routed(&c, g, &["n0", "n2"]);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_answered(&answered, answered.load(Ordering::Relaxed) + 4);
     stop.store(true, Ordering::Relaxed);
     let mut all: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
     for l in loaders {
