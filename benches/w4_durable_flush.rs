@@ -11,12 +11,15 @@
 //! the highest workspace it ever wrote without touching RocksDB (`storage/rocksdb/fresh.rs`).
 //! The batch-10,000 runs are repeated with workspaces in *decreasing* order, where every
 //! read of a new workspace goes to RocksDB, to show what that shortcut is worth.
+//!
+//! `SEQD_W4_JOURNAL=0` writes every key directly instead of through the journal
+//! (`RocksDbOptions::journal`, on by default), for an A/B of the two write paths.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use seqd::storage::{RocksDbStorage, SeqStorage, SeqValue};
+use seqd::storage::{RocksDbOptions, RocksDbStorage, SeqStorage, SeqValue};
 use seqd::{Number, Options, PLogOffset, PartitionId, SeqId, Sequencer, WsId};
 
 fn main() {
@@ -26,7 +29,12 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = RocksDbStorage::open(dir.path().join("w4")).expect("open");
+    let options = RocksDbOptions {
+        journal: std::env::var("SEQD_W4_JOURNAL").as_deref() != Ok("0"),
+        ..RocksDbOptions::default()
+    };
+    println!("w4: journal {}", if options.journal { "on" } else { "off" });
+    let db = RocksDbStorage::open_with(dir.path().join("w4"), options).expect("open");
 
     // Device baseline: one small fsynced write at a time, in its own database on the same
     // disk (its high workspace IDs would otherwise switch the shortcut above off).

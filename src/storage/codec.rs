@@ -8,14 +8,16 @@
 //! | `numbers` | ws (8) ++ seq (2) | last number (8) |
 //! | `checkpoint` | partition (2) | next PLog offset (8) |
 //! | `plog` | partition (2) ++ offset (8) | version (1) ++ count (4) ++ count × [ws (8) ++ seq (2) ++ number (8)] |
+//! | `journal` | partition (2) ++ next offset (8) | as `plog` |
 //! | `default` | `b"format"` | format version (4) |
 #![cfg_attr(not(feature = "rocksdb"), allow(dead_code))]
 
 use super::{SeqValue, StorageError};
 use crate::types::{Number, PLogOffset, PartitionId, SeqId, WsId};
 
-/// The format this build writes and the only one it reads.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// The format this build writes. It also opens format 1 (the same without the `journal`
+/// column family), upgrading it.
+pub(crate) const FORMAT_VERSION: u32 = 2;
 pub(crate) const FORMAT_KEY: &[u8] = b"format";
 const EVENT_VERSION: u8 = 1;
 const VALUE_LEN: usize = 18;
@@ -201,7 +203,7 @@ mod tests {
     fn values_decode_strictly() {
         assert_eq!(decode_u64("n", &u64_value(42)).unwrap(), 42);
         assert!(decode_u64("n", &[0; 7]).is_err());
-        assert_eq!(decode_format(&FORMAT_VERSION.to_be_bytes()).unwrap(), 1);
+        assert_eq!(decode_format(&FORMAT_VERSION.to_be_bytes()).unwrap(), 2);
         assert!(decode_format(&[1]).is_err());
     }
 }

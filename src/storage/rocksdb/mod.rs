@@ -3,19 +3,25 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use checkpoint::Checkpointer;
 use fresh::FreshFloor;
 use handle::DbSlot;
+use journal::Journal;
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, ErrorKind,
     SliceTransform, WriteOptions,
 };
 
+mod checkpoint;
+#[cfg(test)]
+mod crash_tests;
 mod cursors;
 mod fresh;
 mod handle;
+mod journal;
 mod partition;
 mod versions;
 
@@ -30,6 +36,7 @@ const CF_CHECKPOINT: &str = "checkpoint";
 const CF_PLOG: &str = "plog";
 const CF_CURSORS: &str = "cursors";
 const CF_VERSIONS: &str = "versions";
+const CF_JOURNAL: &str = "journal";
 
 /// When a write is on disk.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -72,6 +79,18 @@ pub struct RocksDbOptions {
     /// memtable yet, and the search no longer starts where the previous key of a sorted
     /// batch went in: W4's new workspaces fell from 1.3 to 0.95 M keys/s with it.
     pub inplace_updates: bool,
+    /// Make a batch durable as one journal record instead of one `numbers` key per
+    /// sequence, and write the numbers into `numbers` in the background (a checkpoint at
+    /// least every 250 ms, sorted, each sequence once however often it was written
+    /// meanwhile). Default: false. A write then costs one memtable insert instead of one per
+    /// sequence — with 100,000 random keys that insert was half of a sync daemon's
+    /// connection thread, and the daemon turns the journal on — and reads look in memory
+    /// first. It is off by default because large sorted batches of new keys, which the
+    /// direct write inserts cheaply, pay for the in-memory map and the checkpoint besides:
+    /// W4 fell from 2.1 to 1.8 M keys/s with it (`BENCHMARKS.md`). Either way, journal
+    /// records a crash left are checkpointed when the database is opened. Format and crash
+    /// argument: `design/storage.md`, "The journal".
+    pub journal: bool,
 }
 
 impl Default for RocksDbOptions {
@@ -83,6 +102,7 @@ impl Default for RocksDbOptions {
             write_buffer_bytes: 4 << 20,
             max_total_wal_bytes: 256 << 20,
             inplace_updates: false,
+            journal: false,
         }
     }
 }
@@ -109,14 +129,26 @@ impl RocksDbOptions {
 #[derive(Clone)]
 pub struct RocksDbStorage {
     inner: Arc<Inner>,
+    /// With the journal on: its thread, stopped (and a final checkpoint written) when the
+    /// last handle is dropped.
+    _checkpointer: Option<Arc<Checkpointer>>,
 }
 
+/// What the handles and the checkpointer share.
 struct Inner {
     slot: DbSlot,
     /// Workspaces at or above it were never written: their reads skip RocksDB.
     fresh: FreshFloor,
     path: PathBuf,
     options: RocksDbOptions,
+    /// Numbers logged in journal records and not yet checkpointed (empty with the journal
+    /// off, once the journal a crash left was recovered at open).
+    journal: Journal,
+    /// Held by a checkpoint from start to end: one at a time.
+    checkpointing: Mutex<()>,
+    /// Tests: a simulated crash at the n-th journal write (`crash_tests.rs`).
+    #[cfg(test)]
+    crash: crash_tests::CrashPoint,
 }
 
 /// One partition of a [`RocksDbStorage`]: its checkpoint and its PLog. Numbers are keyed by
@@ -141,17 +173,39 @@ impl RocksDbStorage {
         path: impl AsRef<Path>,
         options: RocksDbOptions,
     ) -> Result<Self, StorageError> {
+        Self::open_inner(path, options, true)
+    }
+
+    /// Opens the database; with the journal on and `checkpoints`, starts the checkpointer.
+    fn open_inner(
+        path: impl AsRef<Path>,
+        options: RocksDbOptions,
+        checkpoints: bool,
+    ) -> Result<Self, StorageError> {
         options.validate()?;
         let path = path.as_ref().to_path_buf();
         let db = open_db(&path, &options)?;
         let fresh = FreshFloor::load(&db)?;
+        let journal = options.journal;
+        let inner = Arc::new(Inner {
+            slot: DbSlot::new(db),
+            fresh,
+            path,
+            options,
+            journal: Journal::new(),
+            checkpointing: Mutex::new(()),
+            #[cfg(test)]
+            crash: crash_tests::CrashPoint::default(),
+        });
+        inner.recover_journal()?;
+        let checkpointer = if journal && checkpoints {
+            Some(Arc::new(Checkpointer::start(&inner)?))
+        } else {
+            None
+        };
         Ok(Self {
-            inner: Arc::new(Inner {
-                slot: DbSlot::new(db),
-                fresh,
-                path,
-                options,
-            }),
+            inner,
+            _checkpointer: checkpointer,
         })
     }
 
@@ -179,6 +233,8 @@ impl RocksDbStorage {
     /// How many sequences have a stored number (all partitions): one pass over the numbers'
     /// keys, O(stored sequences). For `DBSIZE`; not for a hot path.
     pub fn count_sequences(&self) -> Result<u64, StorageError> {
+        // Sequences written since the last checkpoint are in memory only.
+        self.inner.checkpoint(false)?;
         let db = self.db()?;
         let numbers = cf(&db, CF_NUMBERS)?;
         let mut it = db.raw_iterator_cf(numbers);
@@ -195,9 +251,27 @@ impl RocksDbStorage {
     /// The open database, or a retryable error while it is being reopened after an I/O
     /// error (see [`handle`]).
     fn db(&self) -> Result<Arc<DB>, StorageError> {
-        self.inner
-            .slot
-            .get(|| open_db(&self.inner.path, &self.inner.options))
+        self.inner.db()
+    }
+
+    fn check_write(
+        &self,
+        db: Arc<DB>,
+        result: Result<(), rocksdb::Error>,
+    ) -> Result<(), StorageError> {
+        self.inner.check_write(db, result)
+    }
+
+    fn write_options(&self) -> WriteOptions {
+        self.inner.write_options()
+    }
+}
+
+impl Inner {
+    /// The open database, or a retryable error while it is being reopened after an I/O
+    /// error (see [`handle`]).
+    fn db(&self) -> Result<Arc<DB>, StorageError> {
+        self.slot.get(|| open_db(&self.path, &self.options))
     }
 
     /// Maps a write's result; after an I/O error (a full disk, say) RocksDB refuses every
@@ -212,7 +286,7 @@ impl RocksDbStorage {
             Ok(()) => Ok(()),
             Err(e) => {
                 if e.kind() == ErrorKind::IOError {
-                    self.inner.slot.close(db);
+                    self.slot.close(db);
                 }
                 Err(map_error(e))
             }
@@ -221,7 +295,7 @@ impl RocksDbStorage {
 
     fn write_options(&self) -> WriteOptions {
         let mut w = WriteOptions::default();
-        w.set_sync(self.inner.options.durability == Durability::Sync);
+        w.set_sync(self.options.durability == Durability::Sync);
         w
     }
 }
@@ -290,6 +364,11 @@ fn open_db(path: &Path, options: &RocksDbOptions) -> Result<DB, StorageError> {
             // updates would not keep consistent.
             o.set_inplace_update_support(options.inplace_updates);
         }
+        if name == CF_JOURNAL {
+            // Records live until the next checkpoint deletes them, usually in the same
+            // memtable, whose flush then drops them: a larger one flushes less of them.
+            o.set_write_buffer_size(options.write_buffer_bytes.saturating_mul(4));
+        }
         ColumnFamilyDescriptor::new(name, o)
     };
     let cfs = vec![
@@ -298,6 +377,7 @@ fn open_db(path: &Path, options: &RocksDbOptions) -> Result<DB, StorageError> {
         cf(CF_PLOG, Some(2)),
         cf(CF_CURSORS, None),
         cf(CF_VERSIONS, None),
+        cf(CF_JOURNAL, None),
     ];
     let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| open_error(path, e))?;
     check_format(&db, path, existing.is_some())?;
@@ -309,10 +389,19 @@ fn check_format(db: &DB, path: &Path, existed: bool) -> Result<(), StorageError>
     match db.get(FORMAT_KEY).map_err(map_error)? {
         Some(v) => {
             let version = codec::decode_format(&v)?;
+            if version == 1 {
+                // Format 1 is format 2 without the journal family, which the open just
+                // created (empty): only the version changes.
+                let mut w = WriteOptions::default();
+                w.set_sync(true);
+                return db
+                    .put_opt(FORMAT_KEY, FORMAT_VERSION.to_be_bytes(), &w)
+                    .map_err(map_error);
+            }
             if version != FORMAT_VERSION {
                 return Err(StorageError::permanent(format!(
-                    "{} was written in seqd storage format {version}; this build reads format \
-                     {FORMAT_VERSION} only: use a matching seqd version",
+                    "{} was written in seqd storage format {version}; this build reads formats 1 \
+                     and {FORMAT_VERSION} only: use a matching seqd version",
                     path.display()
                 )));
             }
@@ -408,20 +497,56 @@ mod tests {
         drop(RocksDbStorage::open(dir.path()).unwrap());
         {
             let s = RocksDbStorage::open(dir.path()).unwrap();
-            s.db().unwrap().put(FORMAT_KEY, 2u32.to_be_bytes()).unwrap();
+            s.db().unwrap().put(FORMAT_KEY, 3u32.to_be_bytes()).unwrap();
         }
         let err = RocksDbStorage::open(dir.path()).unwrap_err();
-        assert!(err.message().contains("format 2"), "{err}");
+        assert!(err.message().contains("format 3"), "{err}");
         {
             // A seqd layout without a version key is refused too.
             let mut o = rocksdb::Options::default();
             o.create_if_missing(true);
-            let cfs = [CF_NUMBERS, CF_CHECKPOINT, CF_PLOG, CF_CURSORS, CF_VERSIONS];
+            let cfs = [
+                CF_NUMBERS,
+                CF_CHECKPOINT,
+                CF_PLOG,
+                CF_CURSORS,
+                CF_VERSIONS,
+                CF_JOURNAL,
+            ];
             let db = DB::open_cf(&o, dir.path(), cfs).unwrap();
             db.delete(FORMAT_KEY).unwrap();
         }
         let err = RocksDbStorage::open(dir.path()).unwrap_err();
         assert!(err.message().contains("no format version"), "{err}");
+    }
+
+    /// A format 1 database (no journal family) opens, keeps its numbers and becomes format 2.
+    #[test]
+    fn upgrades_format_1() {
+        let dir = tmp();
+        {
+            let mut o = rocksdb::Options::default();
+            o.create_if_missing(true);
+            o.create_missing_column_families(true);
+            let cfs = [CF_NUMBERS, CF_CHECKPOINT, CF_PLOG, CF_CURSORS, CF_VERSIONS];
+            let db = DB::open_cf(&o, dir.path(), cfs).unwrap();
+            db.put(FORMAT_KEY, 1u32.to_be_bytes()).unwrap();
+            let numbers = db.cf_handle(CF_NUMBERS).unwrap();
+            db.put_cf(
+                numbers,
+                codec::number_key(WsId(3), SeqId(1)),
+                codec::u64_value(41),
+            )
+            .unwrap();
+        }
+        let s = RocksDbStorage::open(dir.path()).unwrap();
+        let got = s
+            .partition(PartitionId(1))
+            .read_numbers(WsId(3), &[SeqId(1)])
+            .unwrap();
+        assert_eq!(got[0].0, 41);
+        let format = s.db().unwrap().get(FORMAT_KEY).unwrap().unwrap();
+        assert_eq!(codec::decode_format(&format).unwrap(), FORMAT_VERSION);
     }
 
     /// With in-place memtable updates, every write of a sequence still reads back as its

@@ -57,8 +57,25 @@ impl RocksDbPartition {
         }
     }
 
-    /// One atomic write of `values` and the checkpoint; fsynced if `sync` and the database's
-    /// [`Durability`](super::Durability) asks for it.
+    /// One atomic write of `values` and `next_offset`, fsynced if `sync` and the database's
+    /// [`Durability`](super::Durability) asks for it: a journal record, or with the journal
+    /// off the values' own keys and the checkpoint.
+    fn write(
+        &self,
+        values: &[SeqValue],
+        next_offset: PLogOffset,
+        sync: bool,
+    ) -> Result<(), StorageError> {
+        if self.storage.inner.options.journal {
+            self.storage
+                .inner
+                .log_batch(self.partition, values, next_offset, sync)
+        } else {
+            self.write_batch(values, next_offset, sync)
+        }
+    }
+
+    /// Without the journal: `values` and the checkpoint in one batch.
     fn write_batch(
         &self,
         values: &[SeqValue],
@@ -90,20 +107,8 @@ impl RocksDbPartition {
         self.storage.check_write(db, result)
     }
 
-    /// The first key after this partition's PLog range.
-    fn upper_bound(&self) -> Vec<u8> {
-        match self.partition.0.checked_add(1) {
-            Some(next) => next.to_be_bytes().to_vec(),
-            None => vec![0xff; 11],
-        }
-    }
-}
-
-impl SeqStorage for RocksDbPartition {
-    fn read_numbers(&self, ws: WsId, seqs: &[SeqId]) -> Result<Vec<Number>, StorageError> {
-        if self.storage.inner.fresh.never_written(ws) {
-            return Ok(vec![Number(0); seqs.len()]);
-        }
+    /// `numbers`' values of `seqs` (0: never stored).
+    fn read_stored(&self, ws: WsId, seqs: &[SeqId]) -> Result<Vec<Number>, StorageError> {
         let db = self.storage.db()?;
         let numbers = cf(&db, CF_NUMBERS)?;
         let decode = |v: Option<&[u8]>| match v {
@@ -126,12 +131,40 @@ impl SeqStorage for RocksDbPartition {
             .collect()
     }
 
+    /// The first key after this partition's PLog range.
+    fn upper_bound(&self) -> Vec<u8> {
+        match self.partition.0.checked_add(1) {
+            Some(next) => next.to_be_bytes().to_vec(),
+            None => vec![0xff; 11],
+        }
+    }
+}
+
+impl SeqStorage for RocksDbPartition {
+    fn read_numbers(&self, ws: WsId, seqs: &[SeqId]) -> Result<Vec<Number>, StorageError> {
+        if self.storage.inner.fresh.never_written(ws) {
+            return Ok(vec![Number(0); seqs.len()]);
+        }
+        // Looked at before `numbers`: a value leaves the journal's memory only after its
+        // checkpoint put it there (journal.rs).
+        let logged = self.storage.inner.journal.lookup(ws, seqs);
+        let stored = self.read_stored(ws, seqs)?;
+        Ok(match logged {
+            None => stored,
+            Some(logged) => stored
+                .into_iter()
+                .zip(logged)
+                .map(|(s, l)| Number(s.0.max(l)))
+                .collect(),
+        })
+    }
+
     fn write_values_and_offset(
         &self,
         values: &[SeqValue],
         next_offset: PLogOffset,
     ) -> Result<(), StorageError> {
-        self.write_batch(values, next_offset, true)
+        self.write(values, next_offset, true)
     }
 
     /// Written to the WAL without waiting for the fsync: the next synced write of any
@@ -144,7 +177,7 @@ impl SeqStorage for RocksDbPartition {
         values: &[SeqValue],
         next_offset: PLogOffset,
     ) -> Result<(), StorageError> {
-        self.write_batch(values, next_offset, false)
+        self.write(values, next_offset, false)
     }
 
     fn shared_log(&self) -> Option<usize> {
@@ -156,13 +189,15 @@ impl SeqStorage for RocksDbPartition {
     }
 
     fn read_next_offset(&self) -> Result<PLogOffset, StorageError> {
+        let logged = self.storage.inner.journal.next_offset(self.partition);
         let db = self.storage.db()?;
         let checkpoint = cf(&db, CF_CHECKPOINT)?;
-        match db.get_pinned_cf(checkpoint, codec::checkpoint_key(self.partition)) {
-            Ok(Some(v)) => Ok(PLogOffset(codec::decode_u64("checkpoint", &v)?)),
-            Ok(None) => Ok(PLogOffset::FIRST),
-            Err(e) => Err(map_error(e)),
-        }
+        let stored = match db.get_pinned_cf(checkpoint, codec::checkpoint_key(self.partition)) {
+            Ok(Some(v)) => PLogOffset(codec::decode_u64("checkpoint", &v)?),
+            Ok(None) => PLogOffset::FIRST,
+            Err(e) => return Err(map_error(e)),
+        };
+        Ok(logged.map_or(stored, |l| l.max(stored)))
     }
 
     fn replay(&self, from: PLogOffset, apply: &mut ReplayFn<'_>) -> Result<(), StorageError> {
