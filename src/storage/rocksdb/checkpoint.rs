@@ -32,17 +32,21 @@ impl Inner {
         let journal = cf(&db, CF_JOURNAL)?;
         let record = codec::encode_event(values)?;
         self.fresh.raise(values);
-        // In memory before the record is written: a value whose write then fails stays
-        // readable (and is checkpointed), which can only skip numbers, never reissue one —
-        // numbers only grow, and a failed write's numbers were never acknowledged.
-        self.journal.log(p, values, next_offset)?;
+        // The values in memory before the record is written: a value whose write then fails
+        // stays readable (and is checkpointed), which can only skip numbers, never reissue
+        // one — numbers only grow, and a failed write's numbers were never acknowledged. The
+        // offset only after: recovery resumes at the largest offset it finds and takes every
+        // transaction below it for written.
+        self.journal.log(values)?;
         let mut options = self.write_options();
         if !sync {
             options.set_sync(false);
         }
         self.crash_point()?;
         let result = db.put_cf_opt(journal, codec::plog_key(p, next_offset), record, &options);
-        self.check_write(db, result)
+        self.check_write(db, result)?;
+        self.journal.written(p, next_offset);
+        Ok(())
     }
 
     /// Writes everything the journal holds into `numbers` with each partition's checkpoint
@@ -57,6 +61,19 @@ impl Inner {
         let result = self.write_checkpoint(&drained, sync);
         self.journal.finish(drained, result.is_ok());
         result
+    }
+
+    /// Checkpoints until nothing waits: a checkpoint a failure left is written first
+    /// ([`Journal::begin`](super::journal::Journal::begin) returns it again), then what was
+    /// logged since — two rounds, when nothing is logged meanwhile (at open and at close).
+    pub(super) fn checkpoint_all(&self, sync: bool) -> Result<(), StorageError> {
+        for _ in 0..2 {
+            if self.journal.is_empty() {
+                break;
+            }
+            self.checkpoint(sync)?;
+        }
+        Ok(())
     }
 
     fn write_checkpoint(&self, drained: &Logged, sync: bool) -> Result<(), StorageError> {
@@ -120,7 +137,7 @@ impl Inner {
             return Ok(());
         }
         drop(db);
-        self.checkpoint(true)?;
+        self.checkpoint_all(true)?;
         self.clear_journal()
     }
 
@@ -221,7 +238,7 @@ impl Drop for Checkpointer {
         // the next open recovers them.
         if let Err(e) = self
             .inner
-            .checkpoint(true)
+            .checkpoint_all(true)
             .and_then(|()| self.inner.clear_journal())
         {
             tracing::warn!(error = %e, "final journal checkpoint failed; the next open replays the journal");

@@ -7,6 +7,7 @@
 //!
 //! ```text
 //!   write: values → current (max per sequence) ──► journal record (put, fsynced)
+//!          ──► once the put returned: its next offset → current
 //!   checkpoint: current ──swap──► draining ──► numbers + checkpoint offsets
 //!                                               − journal records up to them (one batch)
 //!               draining cleared once that batch returned
@@ -17,6 +18,12 @@
 //! after the batch that put it in `numbers` returned, so a reader that looks at both maps and
 //! then at RocksDB cannot miss it. Numbers only grow, so taking the largest of the three
 //! places is always right, whatever order the writes landed in.
+//!
+//! A batch's values are here before its record is written, its offset only after: a write
+//! that fails leaves numbers that are checkpointed anyway (which can only skip numbers), but
+//! never an offset that [`next_offset`](Journal::next_offset) or a checkpoint would take for
+//! durable — recovery resumes at that offset and treats every transaction below it as
+//! written.
 //!
 //! Everything here is memory and a mutex held for map operations only; the I/O is the
 //! caller's.
@@ -47,11 +54,14 @@ pub(super) struct Logged {
 }
 
 impl Logged {
-    fn add(&mut self, p: PartitionId, values: &[SeqValue], next_offset: PLogOffset) {
+    fn add_values(&mut self, values: &[SeqValue]) {
         for v in values {
             let n = self.values.entry((v.ws.0, v.seq.0)).or_insert(0);
             *n = (*n).max(v.number.0);
         }
+    }
+
+    fn add_offset(&mut self, p: PartitionId, next_offset: PLogOffset) {
         let o = self.offsets.entry(p.0).or_insert(0);
         *o = (*o).max(next_offset.0);
     }
@@ -104,14 +114,10 @@ impl Journal {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records a batch about to be written as a journal record. Refused (retryably) while
-    /// [`MAX_LOGGED`] sequences wait for a checkpoint.
-    pub(super) fn log(
-        &self,
-        p: PartitionId,
-        values: &[SeqValue],
-        next_offset: PLogOffset,
-    ) -> Result<(), StorageError> {
+    /// Records the values of a batch about to be written as a journal record (its offset
+    /// follows with [`written`](Self::written) once the record is). Refused (retryably)
+    /// while [`MAX_LOGGED`] sequences wait for a checkpoint.
+    pub(super) fn log(&self, values: &[SeqValue]) -> Result<(), StorageError> {
         let mut s = self.lock();
         if s.current.values.len() >= MAX_LOGGED {
             return Err(StorageError::retryable(format!(
@@ -119,12 +125,17 @@ impl Journal {
                  or failing; writes resume when it catches up"
             )));
         }
-        s.current.add(p, values, next_offset);
+        s.current.add_values(values);
         if s.current.values.len() >= CHECKPOINT_AT && !s.asked {
             s.asked = true;
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// The record of partition `p`'s batch up to `next_offset` is written.
+    pub(super) fn written(&self, p: PartitionId, next_offset: PLogOffset) {
+        self.lock().current.add_offset(p, next_offset);
     }
 
     /// Records a journal record found at open (no limit: it was accepted before the crash).
@@ -134,7 +145,9 @@ impl Journal {
         values: &[SeqValue],
         next_offset: PLogOffset,
     ) {
-        self.lock().current.add(p, values, next_offset);
+        let mut s = self.lock();
+        s.current.add_values(values);
+        s.current.add_offset(p, next_offset);
     }
 
     /// The largest logged number of each of `seqs` (0: none), or `None` if nothing of `ws`
@@ -233,6 +246,13 @@ mod tests {
     use super::*;
     use crate::types::Number;
 
+    /// A batch logged and its record written.
+    fn log(j: &Journal, values: &[SeqValue], next: u64) -> Result<(), StorageError> {
+        j.log(values)?;
+        j.written(PartitionId(0), PLogOffset(next));
+        Ok(())
+    }
+
     fn v(ws: u64, seq: u16, n: u64) -> SeqValue {
         SeqValue {
             ws: WsId(ws),
@@ -245,13 +265,12 @@ mod tests {
     fn reads_find_numbers_while_they_move_to_a_checkpoint() {
         let j = Journal::new();
         assert_eq!(j.lookup(WsId(1), &[SeqId(0)]), None);
-        j.log(PartitionId(0), &[v(1, 0, 5), v(2, 0, 7)], PLogOffset(3))
-            .unwrap();
-        j.log(PartitionId(0), &[v(1, 0, 4)], PLogOffset(4)).unwrap();
+        log(&j, &[v(1, 0, 5), v(2, 0, 7)], 3).unwrap();
+        log(&j, &[v(1, 0, 4)], 4).unwrap();
         assert_eq!(j.lookup(WsId(1), &[SeqId(0), SeqId(1)]), Some(vec![5, 0]));
         let d = j.begin().unwrap();
         // Logged during the checkpoint: the larger of the two maps wins.
-        j.log(PartitionId(0), &[v(1, 0, 6)], PLogOffset(5)).unwrap();
+        log(&j, &[v(1, 0, 6)], 5).unwrap();
         assert_eq!(j.lookup(WsId(1), &[SeqId(0)]), Some(vec![6]));
         assert_eq!(j.lookup(WsId(2), &[SeqId(0)]), Some(vec![7]));
         assert_eq!(j.next_offset(PartitionId(0)), Some(PLogOffset(5)));
@@ -272,19 +291,33 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_whose_record_failed_leaves_its_numbers_but_no_offset() {
+        let j = Journal::new();
+        log(&j, &[v(1, 0, 5)], 3).unwrap();
+        // Logged, then the put failed: readable (it can only skip numbers), not durable.
+        j.log(&[v(1, 0, 6)]).unwrap();
+        assert_eq!(j.lookup(WsId(1), &[SeqId(0)]), Some(vec![6]));
+        assert_eq!(j.next_offset(PartitionId(0)), Some(PLogOffset(3)));
+        let d = j.begin().unwrap();
+        assert_eq!(
+            d.offsets.get(&0),
+            Some(&3),
+            "a checkpoint claims written records only"
+        );
+    }
+
+    #[test]
     fn refuses_writes_while_too_much_waits() {
         let j = Journal::new();
         let batch: Vec<SeqValue> = (0..MAX_LOGGED as u64).map(|ws| v(ws, 0, 1)).collect();
-        j.log(PartitionId(0), &batch, PLogOffset(2)).unwrap();
-        let err = j
-            .log(PartitionId(0), &[v(0, 0, 2)], PLogOffset(3))
-            .unwrap_err();
+        log(&j, &batch, 2).unwrap();
+        let err = log(&j, &[v(0, 0, 2)], 3).unwrap_err();
         assert!(
             err.is_retryable() && err.message().contains("checkpoint"),
             "{err}"
         );
         let d = j.begin().unwrap();
-        j.log(PartitionId(0), &[v(0, 0, 2)], PLogOffset(3)).unwrap();
+        log(&j, &[v(0, 0, 2)], 3).unwrap();
         j.finish(d, true);
     }
 
@@ -296,7 +329,7 @@ mod tests {
             std::thread::spawn(move || j.wait(Duration::from_secs(30)))
         };
         let batch: Vec<SeqValue> = (0..CHECKPOINT_AT as u64).map(|ws| v(ws, 0, 1)).collect();
-        j.log(PartitionId(0), &batch, PLogOffset(2)).unwrap();
+        log(&j, &batch, 2).unwrap();
         assert!(waiter.join().unwrap(), "woken early, not stopped");
         j.stop();
         assert!(!j.wait(Duration::from_secs(30)));

@@ -234,7 +234,7 @@ impl RocksDbStorage {
     /// keys, O(stored sequences). For `DBSIZE`; not for a hot path.
     pub fn count_sequences(&self) -> Result<u64, StorageError> {
         // Sequences written since the last checkpoint are in memory only.
-        self.inner.checkpoint(false)?;
+        self.inner.checkpoint_all(false)?;
         let db = self.db()?;
         let numbers = cf(&db, CF_NUMBERS)?;
         let mut it = db.raw_iterator_cf(numbers);
