@@ -6,7 +6,7 @@
 //!
 //! 1. Wait until the writer has no transaction open, so an event the application is about to
 //!    flush is in the PLog before replay reads it.
-//! 2. Discard: pending and in-flight values go; the generation is bumped so the writer drops
+//! 2. Discard: staged, pending and in-flight values go; the generation is bumped so the writer drops
 //!    its cache and takes the new offset at its next `start`.
 //! 3. Read the checkpoint offset and replay the PLog from it, merging numbers by `max`. Every
 //!    `max_unflushed` distinct values the replay pauses, writes what it merged together with
@@ -44,21 +44,27 @@ impl From<StorageError> for ReplayError {
 const TX_POLL: Duration = Duration::from_millis(1);
 
 pub(crate) fn run(shared: &Shared, backoff: &mut Backoff) -> Result<(), Stopped> {
-    wait_for_writer(shared)?;
-    let ended = {
+    let ended = loop {
+        wait_for_writer(shared)?;
         let mut inner = shared.lock();
         // Transactions wait for this run even when it was queued behind another one, whose
         // end set the status back to Ready.
         shared.begin_actualizing();
+        // The writer's staged commits go with the rest. It has no transaction open, but may
+        // be in a handshake that is about to fail: then look again.
+        match shared.staging.claim(&shared.tx_open, &inner) {
+            Some(mut staged) => staged.discard(),
+            None => continue,
+        }
         inner.actualize_requested = false;
         inner.pending.clear();
         inner.pending_next = None;
         inner.due = None;
         inner.flight.discard();
         shared.recompute_unflushed(&inner);
-        shared
+        break shared
             .generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     };
     Counters::add(&shared.counters.actualizations, 1);
     backoff.reset();

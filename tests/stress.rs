@@ -1,8 +1,10 @@
 //! Concurrency stress: the writer commits as fast as it can over many workspaces with a small
 //! cache, while the flusher races it on storage that fails at a seeded rate, stalls, and goes
 //! down completely for stretches (toggled by a "weather" thread), and a watcher thread waits
-//! for durability of commits. Every number must be exactly the model's (dense per workspace
-//! and sequence, never reissued), and at the end storage must hold exactly the model.
+//! for durability of commits, and a caller thread writes batches itself (`FlushHandle`),
+//! taking the writer's staged commits between its transactions. Every number must be exactly
+//! the model's (dense per workspace and sequence, never reissued), and at the end storage must
+//! hold exactly the model.
 
 mod common;
 
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use seqd::storage::{FaultOps, FaultyStorage};
-use seqd::{Error, Number, Options, Sequencer, WsId};
+use seqd::{Error, FlushNow, Number, Options, Sequencer, WsId};
 
 #[test]
 fn writer_flusher_and_watcher_race_under_faults() {
@@ -50,6 +52,19 @@ fn writer_flusher_and_watcher_race_under_faults() {
                 std::thread::sleep(Duration::from_millis(15));
             }
             storage.heal();
+        })
+    };
+    let caller = {
+        let (mut handle, stop) = (seq.flush_handle(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut written = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if handle.flush_now() == FlushNow::Written {
+                    written += 1;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            written
         })
     };
     let (tx_commits, rx_commits) = mpsc::sync_channel::<seqd::Committed>(1024);
@@ -101,6 +116,8 @@ fn writer_flusher_and_watcher_race_under_faults() {
     }
     stop.store(true, Ordering::Relaxed);
     weather.join().unwrap();
+    let caller_writes = caller.join().unwrap();
+    assert!(caller_writes > 0, "the caller thread wrote no batch");
     drop(tx_commits);
     let (durable, discarded) = checker.join().unwrap();
     assert_eq!(discarded, 0, "a logged commit was reported discarded");

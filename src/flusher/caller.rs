@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::{record_error, sorted_values, take_batch, written};
 use crate::sequencer::flight::{Taken, Writer};
-use crate::sequencer::state::{Inner, Shared, Status};
+use crate::sequencer::state::{Collected, Inner, Shared, Status};
 use crate::storage::{SeqValue, StorageError};
 
 /// What [`FlushHandle::flush_now`] did.
@@ -149,6 +149,8 @@ impl FlushHandle {
     fn take(&mut self) -> Result<Taken, FlushNow> {
         let shared = &*self.shared;
         let mut inner = shared.lock();
+        // The writer's staged commits, unless it has a transaction open (on another thread).
+        collect_for_caller(shared, &mut inner);
         if inner.pending_next.is_none() {
             return Err(FlushNow::Nothing);
         }
@@ -210,6 +212,7 @@ impl FlushHandle {
     pub fn flush_soon(&self) {
         let shared = &*self.shared;
         let mut inner = shared.lock();
+        collect_for_caller(shared, &mut inner);
         if inner.pending_next.is_none() || inner.due.is_none() {
             return; // nothing pending, or due already (the worker is on it)
         }
@@ -219,6 +222,16 @@ impl FlushHandle {
         if wake {
             shared.work.notify_one();
         }
+    }
+}
+
+/// Collects the writer's staged commits for a caller. When the writer (on another thread)
+/// has a transaction open, they stay staged; it was asked to publish them at its commit, and
+/// the worker is woken to look again until it can collect them, in case that transaction
+/// ends without a commit.
+fn collect_for_caller(shared: &Shared, inner: &mut Inner) {
+    if shared.collect_staged(inner, false) == Collected::WriterBusy && inner.worker.wake_for_due() {
+        shared.work.notify_one();
     }
 }
 

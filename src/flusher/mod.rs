@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::actualizer;
 use crate::options::Backoff;
-use crate::sequencer::state::{Counters, Inner, Shared, Status, ValueMap};
+use crate::sequencer::state::{Collected, Counters, Inner, Shared, Status, ValueMap};
 use crate::storage::{SeqValue, StorageError};
 use crate::types::Number;
 
@@ -30,6 +30,10 @@ mod caller;
 use crate::sequencer::flight::{Taken, WorkerWait, Writer};
 use caller::caller_done;
 pub use caller::{FlushHandle, FlushNow};
+
+/// How often the worker looks for staged commits while the writer has a transaction open
+/// (the writer publishes at its commit, which wakes the worker sooner).
+const STAGED_POLL: Duration = Duration::from_millis(1);
 
 /// What the worker does next.
 enum Job {
@@ -56,7 +60,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String) -> std::io::Result<JoinHa
             shared.set_status(Status::Poisoned);
         }
         if inner.lost.is_none() {
-            inner.lost = inner.unpersisted();
+            inner.lost = shared.unpersisted(&inner);
         }
         inner.worker_done = true;
         drop(inner);
@@ -103,6 +107,7 @@ fn next_job(shared: &Shared) -> Job {
         {
             return Job::Flush(taken, Some(retryable));
         }
+        let staged = shared.collect_staged(&mut inner, true);
         let ready = shared.status() == Status::Ready || shared.status() == Status::Closing;
         if inner.pending_next.is_some() && ready && !inner.actualize_requested {
             // Let the batch grow until it is due (`flush_interval` after its first commit).
@@ -117,9 +122,25 @@ fn next_job(shared: &Shared) -> Job {
             }
             return Job::Flush(take_batch(&mut inner, Writer::Worker), None);
         }
+        if staged == Collected::WriterBusy {
+            // The writer, asked to publish at its commit, has a transaction open: it may end
+            // without one (a dropped or peeking transaction), so look again soon.
+            if inner.stop.is_some_and(|d| Instant::now() >= d) {
+                return Job::Exit;
+            }
+            inner.worker = WorkerWait::Idle;
+            inner = shared
+                .work
+                .wait_timeout(inner, STAGED_POLL)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            inner.worker = WorkerWait::Running;
+            continue;
+        }
         if inner.stop.is_some() {
             return Job::Exit;
         }
+        // Nothing anywhere; the writer was asked to publish its next commit, which wakes us.
         inner.worker = WorkerWait::Idle;
         inner = shared.work.wait(inner).unwrap_or_else(|e| e.into_inner());
         inner.worker = WorkerWait::Running;
@@ -240,7 +261,7 @@ fn give_up(shared: &Shared, taken: Taken, stopping: bool) -> bool {
     let mut inner = shared.lock();
     inner.flight.give_up();
     if stopping {
-        inner.lost = inner.unpersisted();
+        inner.lost = shared.unpersisted(&inner);
         return false;
     }
     Counters::add(&shared.counters.flush_give_ups, 1);

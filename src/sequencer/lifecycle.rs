@@ -84,7 +84,7 @@ impl Closing {
         let lost = if done {
             inner.lost
         } else {
-            inner.unpersisted()
+            self.shared.unpersisted(&inner)
         };
         drop(inner);
         if done {

@@ -5,6 +5,7 @@ pub(crate) mod flight;
 mod floor;
 mod lifecycle;
 mod resident;
+pub(crate) mod staging;
 pub(crate) mod state;
 mod transaction;
 
@@ -59,6 +60,8 @@ pub struct Sequencer {
     next_offset: PLogOffset,
     generation: u64,
     max_unflushed: usize,
+    /// The writer publishes its staged commits once it holds this many values.
+    stage_limit: usize,
     /// The open transaction's last number per sequence of its kind (0 = not touched).
     pub(crate) tx_last: Vec<u64>,
     /// Scratch for loading a workspace.
@@ -88,6 +91,8 @@ impl Sequencer {
         let (kind_index, kinds) = options.seq_types.compile();
         let cache = WsCache::new(options.cache_capacity);
         let max_unflushed = options.max_unflushed;
+        // Staged values count towards `max_unflushed`; a quarter leaves room for the rest.
+        let stage_limit = (max_unflushed / 4).clamp(1, staging::STAGE_LIMIT);
         let shared = Arc::new(Shared::new(Arc::new(storage), options));
         let worker =
             flusher::spawn(Arc::clone(&shared), name.to_string()).map_err(|e| Error::Io {
@@ -102,6 +107,7 @@ impl Sequencer {
             next_offset: PLogOffset::FIRST,
             generation: 0,
             max_unflushed,
+            stage_limit,
             tx_last: Vec::new(),
             load_buf: Vec::new(),
             commits: 0,
@@ -130,16 +136,28 @@ impl Sequencer {
         ws: WsId,
         timeout: Duration,
     ) -> Result<Transaction<'_>> {
+        // The common case first: no clock read on the hot path.
+        let ki = match self.ready().and_then(|()| self.handshake(kind)) {
+            Ok(ki) => ki,
+            Err(Error::Busy { .. }) => self.handshake_within(kind, timeout)?,
+            Err(e) => return Err(e),
+        };
+        Ok(self.transaction(kind, ki, ws))
+    }
+
+    /// [`start_timeout`](Self::start_timeout)'s wait: the kind's index once a handshake
+    /// succeeds, or `Busy` once `timeout` has passed.
+    #[cold]
+    fn handshake_within(&mut self, kind: WsKind, timeout: Duration) -> Result<usize> {
         let deadline = Instant::now() + timeout;
-        let ki = loop {
+        loop {
             self.wait_ready(deadline.saturating_duration_since(Instant::now()))?;
             match self.handshake(kind) {
                 Err(e @ Error::Busy { .. }) if Instant::now() >= deadline => return Err(e),
                 Err(Error::Busy { .. }) => {} // an actualization began: wait for it
-                other => break other?,
+                other => return other,
             }
-        };
-        Ok(self.transaction(kind, ki, ws))
+        }
     }
 
     /// Waits up to `timeout` until a transaction could start: recovery done and unflushed
@@ -186,7 +204,7 @@ impl Sequencer {
             }
             Status::Poisoned => return Err(self.poisoned()),
         }
-        let unflushed = self.shared.unflushed.load(Ordering::Acquire);
+        let unflushed = self.shared.unflushed_values();
         if unflushed >= self.max_unflushed {
             state::Counters::add(&self.shared.counters.busy_rejections, 1);
             return Err(Error::Busy {
@@ -209,14 +227,26 @@ impl Sequencer {
     /// actualizer (`tx_open` set) — `Busy` if an actualization began, `tx_open` clear again.
     #[inline]
     fn handshake(&mut self, kind: WsKind) -> Result<usize> {
-        let ki = *self.kind_index.get(&kind).ok_or(Error::UnknownKind(kind))?;
+        let ki = *self
+            .kind_index
+            .get(&kind)
+            .ok_or_else(|| Error::UnknownKind(kind))?;
         // An open kind's positions are per workspace entry; `locate` grows `tx_last`.
         let k = &self.kinds[ki];
         let n = if k.is_open() { 0 } else { k.len() };
         self.tx_last.clear();
         self.tx_last.resize(n, 0);
         // Handshake with the actualizer: it flips the status, then waits for tx_open to clear.
+        // The same store opens the staging area to the writer (`staging.rs`).
         self.shared.tx_open.store(true, Ordering::SeqCst);
+        if self.shared.staging.claimed() {
+            // A claimer holds the staging area for a moment, under the lock. None can while
+            // the writer holds the lock, so set tx_open again under it.
+            self.shared.tx_open.store(false, Ordering::SeqCst);
+            let inner = self.shared.lock();
+            self.shared.tx_open.store(true, Ordering::SeqCst);
+            drop(inner);
+        }
         if self.shared.status_seqcst() != Status::Ready {
             self.shared.tx_open.store(false, Ordering::SeqCst);
             return Err(Error::Busy {
@@ -301,8 +331,9 @@ impl Sequencer {
     #[inline]
     pub(crate) fn seq_index(&self, ki: usize, seq: SeqId) -> Result<usize> {
         let k = &self.kinds[ki];
+        // `ok_or_else`: an eager error would be built and dropped on every call.
         k.index_of(seq)
-            .ok_or(Error::UnknownSeq { kind: k.kind, seq })
+            .ok_or_else(|| Error::UnknownSeq { kind: k.kind, seq })
     }
 
     #[inline]
@@ -310,7 +341,9 @@ impl Sequencer {
         self.kinds[ki].initials[idx].0.max(self.floor.get())
     }
 
-    /// Publishes the open transaction's numbers and queues them for the flusher.
+    /// Publishes the open transaction's numbers and stages them for the flusher: no lock,
+    /// unless the worker asked for them or the staging area is full (`staging.rs`).
+    #[allow(unsafe_code)] // the writer's staging area: `staging.rs`
     pub(crate) fn commit(
         &mut self,
         ki: usize,
@@ -319,7 +352,11 @@ impl Sequencer {
         offset: PLogOffset,
     ) -> Committed {
         let next = PLogOffset(offset.0 + 1);
-        let mut inner = self.shared.lock();
+        // SAFETY: the writer, inside the transaction its handshake opened.
+        let staged = unsafe { self.shared.staging.writer() };
+        if staged.next.is_none() {
+            staged.since = Some(self.shared.options.clock.now());
+        }
         if let Some(slot) = slot {
             let k = &self.kinds[ki];
             let entry = self.cache.slot_mut(slot);
@@ -328,22 +365,16 @@ impl Sequencer {
                 if n != 0 {
                     entry.last[i] = n;
                     let seq = if open { entry.seqs[i] } else { k.seqs[i] };
-                    inner.pending.insert((ws, seq), n);
+                    staged.values.insert((ws, seq), n);
                 }
             }
         }
-        if inner.pending_next.is_none() {
-            let linger = self.shared.options.flush_interval;
-            if !linger.is_zero() {
-                inner.due = Some(self.shared.options.clock.now() + linger);
-            }
-        }
-        inner.pending_next = Some(next);
-        self.shared.recompute_unflushed(&inner);
-        let wake = inner.worker.wake_for_commit();
-        drop(inner);
-        if wake {
-            self.shared.work.notify_one();
+        staged.next = Some(next);
+        let staging = &self.shared.staging;
+        if staging.must_publish(staged, self.stage_limit) {
+            publish(&self.shared, staged);
+        } else {
+            staging.set_len(staged.values.len());
         }
         self.next_offset = next;
         self.commits += 1;
@@ -444,7 +475,7 @@ impl Sequencer {
             generation: self.shared.generation.load(Ordering::Acquire),
             next_offset: self.next_offset(),
             flushed_offset: self.flushed_offset(),
-            unflushed: self.shared.unflushed.load(Ordering::Acquire),
+            unflushed: self.shared.unflushed_values(),
             resident_workspaces: self.cache.len(),
             cache_hits: self.cache.counters.hits,
             cache_misses: self.cache.counters.misses,
@@ -471,6 +502,21 @@ impl Sequencer {
     fn poisoned(&self) -> Error {
         let msg = self.shared.lock().poison.clone();
         Error::Poisoned(msg.unwrap_or_else(|| "unknown".into()))
+    }
+}
+
+/// Hands the writer's staged commits to the worker (under the lock), waking it if it waits
+/// for work. Called by the writer inside a transaction, with its staging area.
+#[cold]
+fn publish(shared: &Shared, staged: &mut staging::Staged) {
+    let mut inner = shared.lock();
+    staged.drain_into(&mut inner, shared.options.flush_interval);
+    shared.staging.published();
+    shared.recompute_unflushed(&inner);
+    let wake = inner.worker.wake_for_commit();
+    drop(inner);
+    if wake {
+        shared.work.notify_one();
     }
 }
 

@@ -8,10 +8,12 @@ use crate::storage::StorageError;
 use crate::types::{Number, SeqId, WsId};
 
 impl Sequencer {
-    /// The cache slot of `ws`, loading it on a miss: unflushed values first (under the lock),
-    /// then one `read_numbers` for the whole workspace, merged by `max`. The order matters:
+    /// The cache slot of `ws`, loading it on a miss: unflushed values first (the writer's
+    /// staged ones, then under the lock pending and in flight), then one `read_numbers` for
+    /// the whole workspace, merged by `max`. The order matters:
     /// the flusher moves values pending → in flight → storage and clears "in flight" only
     /// after the write, so looking at the maps before storage cannot miss a value in transit.
+    #[allow(unsafe_code)] // the writer's staging area: `staging.rs`
     pub(crate) fn resolve(&mut self, ki: usize, ws: WsId) -> Result<u32> {
         let k = &self.kinds[ki];
         let kind = k.kind;
@@ -33,11 +35,14 @@ impl Sequencer {
         self.load_buf.resize(k.len(), 0);
         let mut missing = false;
         {
+            // SAFETY: the writer, inside the transaction its handshake opened (`resolve` runs
+            // only for an open transaction).
+            let staged = unsafe { self.shared.staging.writer() };
             let inner = self.shared.lock();
             for (i, seq) in k.seqs.iter().enumerate() {
                 let key = (ws, *seq);
-                match inner.unflushed(&key) {
-                    Some(n) => self.load_buf[i] = n,
+                match staged.values.get(&key).or_else(|| inner.unflushed(&key)) {
+                    Some(&n) => self.load_buf[i] = n,
                     None => missing = true,
                 }
             }
@@ -62,6 +67,7 @@ impl Sequencer {
     /// first use: unflushed values first, then storage (the order `resolve` explains). When
     /// the entry is full, the new sequence replaces one the open transaction has not touched.
     /// Returns the position and the sequence's initial value.
+    #[allow(unsafe_code)] // the writer's staging area: `staging.rs`
     pub(crate) fn open_position(
         &mut self,
         ki: usize,
@@ -74,7 +80,13 @@ impl Sequencer {
         if let Some(i) = self.cache.slot(slot).seqs.iter().position(|s| *s == seq) {
             return Ok((i, initial));
         }
-        let unflushed = self.shared.lock().unflushed(&(ws, seq));
+        // SAFETY: as in `resolve`.
+        let staged = unsafe { self.shared.staging.writer() };
+        let key = (ws, seq);
+        let unflushed = match staged.values.get(&key) {
+            Some(&n) => Some(n),
+            None => self.shared.lock().unflushed(&key).copied(),
+        };
         let last = match unflushed {
             Some(n) => n,
             None => match self.shared.storage.read_numbers(ws, &[seq])?.as_slice() {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) use super::flight::ValueMap;
 use super::flight::{Flight, WorkerWait};
+use super::staging::Staging;
 use crate::options::Options;
 use crate::storage::SeqStorage;
 use crate::types::{PLogOffset, SeqId, WsId};
@@ -72,6 +73,8 @@ pub(crate) struct Shared {
     /// The last write to storage (or replay read) failed; cleared by the next success.
     pub(crate) storage_failing: AtomicBool,
     pub(crate) inner: Mutex<Inner>,
+    /// The writer's commits not yet in `Inner::pending` (`sequencer/staging.rs`).
+    pub(crate) staging: Staging,
     /// The worker waits here for work.
     pub(crate) work: Condvar,
     /// Writers and durability waiters wait here; notified after every write, actualization
@@ -114,11 +117,8 @@ pub(crate) struct Inner {
 impl Inner {
     /// The newest committed number of a key that is not durable yet: pending first, then the
     /// batch in flight.
-    pub(crate) fn unflushed(&self, key: &(WsId, SeqId)) -> Option<u64> {
-        self.pending
-            .get(key)
-            .or_else(|| self.flight.get(key))
-            .copied()
+    pub(crate) fn unflushed(&self, key: &(WsId, SeqId)) -> Option<&u64> {
+        self.pending.get(key).or_else(|| self.flight.get(key))
     }
 
     /// What is committed and not durable, for `Error::Unpersisted`: the distinct values, and
@@ -164,6 +164,7 @@ impl Shared {
                 lost: None,
                 last_error: None,
             }),
+            staging: Staging::default(),
             work: Condvar::new(),
             progress: Condvar::new(),
             counters: Counters::default(),
@@ -224,6 +225,41 @@ impl Shared {
         }
     }
 
+    /// Moves the writer's staged commits into `Inner::pending`, unless it has a transaction
+    /// open (then it is asked to publish at its commit). With `ask`, an empty staging area
+    /// asks too: the worker, about to sleep, hears of the next commit.
+    pub(crate) fn collect_staged(&self, inner: &mut Inner, ask: bool) -> Collected {
+        let Some(mut claim) = self.staging.claim(&self.tx_open, inner) else {
+            return Collected::WriterBusy;
+        };
+        if claim.drain_into(inner, self.options.flush_interval) {
+            drop(claim);
+            self.recompute_unflushed(inner);
+            return Collected::Some;
+        }
+        if ask {
+            // Before the claim ends: the writer's next handshake sees the claim end, and so
+            // this (`sequencer/staging.rs`).
+            self.staging.ask();
+        }
+        Collected::Nothing
+    }
+
+    /// What is committed and not durable, staged values included (for `Error::Unpersisted`,
+    /// see [`Inner::unpersisted`]).
+    pub(crate) fn unpersisted(&self, inner: &Inner) -> Option<(usize, PLogOffset)> {
+        let staged = self.staging.len();
+        match inner.unpersisted() {
+            Some((values, from)) => Some((values + staged, from)),
+            None => (staged > 0).then_some((staged, inner.durable_next)),
+        }
+    }
+
+    /// Values committed and not durable: pending, in flight and staged.
+    pub(crate) fn unflushed_values(&self) -> usize {
+        self.unflushed.load(Ordering::Acquire) + self.staging.len()
+    }
+
     pub(crate) fn recompute_unflushed(&self, inner: &Inner) {
         self.unflushed
             .store(inner.pending.len() + inner.flight.len(), Ordering::Release);
@@ -259,6 +295,17 @@ impl Shared {
         }
         inner.discards.push_back((ended_generation, from));
     }
+}
+
+/// What [`Shared::collect_staged`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Collected {
+    /// Staged commits moved into `Inner::pending`.
+    Some,
+    /// Nothing was staged.
+    Nothing,
+    /// The writer has a transaction open; it publishes at its commit.
+    WriterBusy,
 }
 
 /// Counters of the background worker, read by `Sequencer::stats`.
