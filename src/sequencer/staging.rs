@@ -1,11 +1,12 @@
 //! The writer's staging area: commits not yet handed to the flusher, kept without a lock.
 //!
-//! A commit used to take the shared mutex to insert its numbers into `Inner::pending`: two
-//! atomic read-modify-writes per transaction, and most of the embedded hot path (W1). Now
-//! the writer inserts them into [`Staged`], which it owns while a transaction is open, and
-//! hands them over in bulk ([`Staging::publish`]); the background worker and the other
-//! takers (a [`FlushHandle`], the actualizer, `close`) fetch them themselves while no
-//! transaction is open ([`Staging::claim`]).
+//! A commit inserts its numbers into [`Staged`], which the writer owns while a transaction
+//! is open, without the shared mutex (whose lock and unlock would be two atomic
+//! read-modify-writes per transaction, a large part of the embedded hot path, W1). The
+//! writer hands them over in bulk under the lock (`publish` in `sequencer/mod.rs`) when the
+//! worker asks or [`STAGE_LIMIT`] values wait; the background worker and the other takers
+//! (a [`FlushHandle`], the actualizer) fetch them themselves while no transaction is open
+//! ([`Staging::claim`]).
 //!
 //! **Who may touch [`Staged`]** — a Dekker handshake on two flags, `Shared::tx_open` and
 //! [`Staging::claimed`], all four accesses `SeqCst`:
