@@ -247,6 +247,16 @@ impl std::error::Error for StorageError {
     }
 }
 
+/// `SeqValue { ws, seq, number }` from plain integers, for the storages' unit tests.
+#[cfg(test)]
+pub(crate) fn test_value(ws: u64, seq: u16, n: u64) -> SeqValue {
+    SeqValue {
+        ws: WsId(ws),
+        seq: SeqId(seq),
+        number: Number(n),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -220,13 +220,7 @@ impl SeqStorage for MemoryStorage {
 mod tests {
     use super::*;
 
-    fn v(ws: u64, seq: u16, n: u64) -> SeqValue {
-        SeqValue {
-            ws: WsId(ws),
-            seq: SeqId(seq),
-            number: Number(n),
-        }
-    }
+    use crate::storage::test_value as v;
 
     #[test]
     fn fresh_store_reads_zero_and_offset_one() {

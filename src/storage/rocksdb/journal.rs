@@ -244,7 +244,6 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Number;
 
     /// A batch logged and its record written.
     fn log(j: &Journal, values: &[SeqValue], next: u64) -> Result<(), StorageError> {
@@ -253,13 +252,7 @@ mod tests {
         Ok(())
     }
 
-    fn v(ws: u64, seq: u16, n: u64) -> SeqValue {
-        SeqValue {
-            ws: WsId(ws),
-            seq: SeqId(seq),
-            number: Number(n),
-        }
-    }
+    use crate::storage::test_value as v;
 
     #[test]
     fn reads_find_numbers_while_they_move_to_a_checkpoint() {
